@@ -35,7 +35,6 @@ class Executor {
   std::int64_t prepared_batch_ = -1;
   std::vector<TypedShape> shapes_;
   std::vector<Tensor> slots_;          // one per value (unused for constants)
-  std::vector<int> last_use_;          // node index of the last reader
 };
 
 }  // namespace blindfold::model
