@@ -1,0 +1,187 @@
+#include "app/bench.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/executor.h"
+
+namespace blindfold::app {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+Summary summarize(std::vector<double> v) {
+  Summary s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  s.min = v.front();
+  s.max = v.back();
+  const std::size_t n = v.size();
+  s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  return s;
+}
+
+void draw_progress(std::int64_t done, std::int64_t total, double seconds) {
+  const int width = 30;
+  const int filled = total ? static_cast<int>(width * done / total) : width;
+  std::fprintf(stderr, "\r[%.*s%*s] %lld/%lld  %.0f samples/s", filled,
+               "##############################", width - filled, "",
+               static_cast<long long>(done), static_cast<long long>(total),
+               seconds > 0 ? static_cast<double>(done) / seconds : 0.0);
+  if (done == total) std::fprintf(stderr, "\n");
+  std::fflush(stderr);
+}
+
+// Inputs for a timing run: the dataset's first rows (cycled), else a fixed
+// deterministic pattern in [0, 1). Benchmark data, not secrets.
+std::vector<Tensor> bench_inputs(const model::Graph& g, std::int64_t batch, const Dataset* data) {
+  std::vector<Tensor> ins;
+  for (std::size_t k = 0; k < g.inputs.size(); ++k) {
+    const model::Value& v = g.value(g.inputs[k]);
+    Tensor t(v.dtype, v.shape_at(batch));
+    if (v.dtype == DType::kFloat32) {
+      auto d = t.f32();
+      if (data && k == 0 && data->inputs.numel() > 0) {
+        const auto src = data->inputs.f32();
+        for (std::size_t i = 0; i < d.size(); ++i) d[i] = src[i % src.size()];
+      } else {
+        std::uint32_t x = 12345;
+        for (float& f : d) {
+          x = x * 1664525u + 1013904223u;
+          f = static_cast<float>(x >> 8) / 16777216.0f;
+        }
+      }
+    }
+    ins.push_back(std::move(t));
+  }
+  return ins;
+}
+
+}  // namespace
+
+EvalResult evaluate(const model::Graph& graph, backends::Backend& backend, const Dataset& data,
+                    std::int64_t batch, bool progress) {
+  if (graph.inputs.size() != 1) {
+    throw_error(ErrorCategory::kBadInput, "evaluation needs a model with exactly one input");
+  }
+  const bool is_plain = backend.name() == "plain";
+  std::unique_ptr<model::Executor> reference;
+  if (!is_plain) reference = std::make_unique<model::Executor>(graph);
+  EvalResult r;
+  const std::int64_t n = data.inputs.dim(0);
+  const auto t0 = Clock::now();
+  auto last_draw = t0;
+  for (std::int64_t b = 0; b < n; b += batch) {
+    const std::int64_t e = std::min(n, b + batch);
+    std::vector<Tensor> in{slice_rows(data.inputs, b, e)};
+    const std::vector<Tensor> out = backend.infer(in, nullptr);
+    if (out.empty()) throw_error(ErrorCategory::kInternal, "backend returned no output");
+    const std::vector<int> pred = predicted_labels(out[0]);
+    std::vector<int> ref = pred;
+    if (reference) ref = predicted_labels(reference->run(in)[0]);
+    for (std::int64_t i = b; i < e; ++i) {
+      const int p = pred[static_cast<std::size_t>(i - b)];
+      r.correct += p == data.labels[static_cast<std::size_t>(i)];
+      r.agree += p == ref[static_cast<std::size_t>(i - b)];
+      r.predictions.push_back(p);
+    }
+    r.samples = e;
+    if (progress && (ms_since(last_draw) > 100 || e == n)) {
+      draw_progress(e, n, ms_since(t0) / 1000.0);
+      last_draw = Clock::now();
+    }
+  }
+  r.seconds = ms_since(t0) / 1000.0;
+  return r;
+}
+
+BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
+                      const BenchOptions& o) {
+  if (o.batch < 1) throw_error(ErrorCategory::kBadInput, "--batch must be at least 1");
+  if (o.runs < 1) throw_error(ErrorCategory::kBadInput, "--runs must be at least 1");
+  BenchResult r;
+  r.model = model_name;
+  r.backend = o.backend;
+  r.batch = o.batch;
+  r.runs = o.runs;
+
+  std::optional<Dataset> data;
+  if (o.dataset) data = load_dataset(*o.dataset, o.eval_limit, o.models_dir);
+
+  auto backend = backends::make_backend(o.backend);
+  r.trust = backend->trust_model();
+  const backends::Support s = backend->supports(graph);
+  if (!s.ok) {
+    throw_error(ErrorCategory::kUnsupported, "backend '" + o.backend + "' cannot run node '" +
+                                                 s.node + "': " + s.reason);
+  }
+  backends::BackendOptions bo;
+  bo.threads = o.threads;
+  backend->setup(graph, bo);
+  r.setup_ms = backend->setup_cost().ms;
+  r.setup_bytes = backend->setup_cost().bytes;
+
+  const std::vector<Tensor> inputs = bench_inputs(graph, o.batch, data ? &*data : nullptr);
+  for (int w = 0; w < o.warmup; ++w) backend->infer(inputs, nullptr);
+  std::vector<double> lat, off, on;
+  std::vector<double> off_bytes, on_bytes, rounds;
+  for (int i = 0; i < o.runs; ++i) {
+    backends::RunMetrics m;
+    const auto t0 = Clock::now();
+    backend->infer(inputs, &m);
+    lat.push_back(ms_since(t0));
+    off.push_back(m.offline.ms);
+    on.push_back(m.online.ms);
+    off_bytes.push_back(static_cast<double>(m.offline.bytes));
+    on_bytes.push_back(static_cast<double>(m.online.bytes));
+    rounds.push_back(static_cast<double>(m.rounds));
+  }
+  r.latency_ms = summarize(lat);
+  r.offline_ms = summarize(off).median;
+  r.online_ms = summarize(on).median;
+  r.offline_bytes = static_cast<std::int64_t>(summarize(off_bytes).median);
+  r.online_bytes = static_cast<std::int64_t>(summarize(on_bytes).median);
+  r.online_rounds = static_cast<std::int64_t>(summarize(rounds).median);
+
+  if (data) {
+    const EvalResult e = evaluate(graph, *backend, *data, std::max<std::int64_t>(o.batch, 64), o.progress);
+    r.samples = e.samples;
+    r.accuracy = e.samples ? static_cast<double>(e.correct) / static_cast<double>(e.samples) : 0.0;
+    r.agreement_with_plain =
+        e.samples ? static_cast<double>(e.agree) / static_cast<double>(e.samples) : 0.0;
+    r.throughput = e.seconds > 0 ? static_cast<double>(e.samples) / e.seconds : 0.0;
+  }
+  return r;
+}
+
+std::string to_json(const BenchResult& r) {
+  nlohmann::ordered_json j;
+  j["model"] = r.model;
+  j["backend"] = r.backend;
+  j["batch"] = r.batch;
+  j["runs"] = r.runs;
+  j["latency_ms"] = {{"median", r.latency_ms.median}, {"min", r.latency_ms.min}, {"max", r.latency_ms.max}};
+  j["phases_ms"] = {{"setup", r.setup_ms}, {"offline", r.offline_ms}, {"online", r.online_ms}};
+  j["bytes"] = {{"setup", r.setup_bytes}, {"offline", r.offline_bytes}, {"online", r.online_bytes}};
+  j["rounds"] = {{"online", r.online_rounds}};
+  j["accuracy"] = r.accuracy ? nlohmann::ordered_json(*r.accuracy) : nlohmann::ordered_json(nullptr);
+  j["agreement_with_plain"] = r.agreement_with_plain ? nlohmann::ordered_json(*r.agreement_with_plain)
+                                                     : nlohmann::ordered_json(nullptr);
+  j["samples"] = r.samples;
+  j["throughput_per_s"] = r.throughput;
+  j["trust"] = r.trust.summary;
+  j["security_bits"] = r.trust.security_bits;
+  return j.dump(2);
+}
+
+}  // namespace blindfold::app

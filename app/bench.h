@@ -1,0 +1,67 @@
+// The measurements every backend reports alike (`bench --json`, `demo`, the
+// comparison report). Schema documented in docs/METRICS.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "app/datasets.h"
+#include "backends/backend.h"
+#include "model/graph.h"
+
+namespace blindfold::app {
+
+struct BenchOptions {
+  std::string backend = "plain";
+  std::int64_t batch = 1;
+  int runs = 20;
+  int warmup = 2;
+  unsigned threads = 0;
+  /// When set, inputs are the dataset's first samples and accuracy and
+  /// agreement with plaintext are measured over `eval_limit` samples.
+  std::optional<std::string> dataset;
+  std::int64_t eval_limit = 0;  // 0: the whole dataset
+  std::string models_dir;
+  bool progress = false;
+};
+
+struct Summary {
+  double median = 0, min = 0, max = 0;
+};
+
+struct BenchResult {
+  std::string model;
+  std::string backend;
+  std::int64_t batch = 0;
+  int runs = 0;
+  Summary latency_ms;
+  double setup_ms = 0, offline_ms = 0, online_ms = 0;  // per run, medians
+  std::int64_t setup_bytes = 0, offline_bytes = 0, online_bytes = 0;
+  std::int64_t online_rounds = 0;
+  std::optional<double> accuracy;
+  std::optional<double> agreement_with_plain;
+  std::int64_t samples = 0;   // samples evaluated for accuracy
+  double throughput = 0;      // samples per second over the evaluation
+  backends::TrustModel trust;
+};
+
+/// Accuracy and throughput of `backend` on `data` in batches of `batch`;
+/// also agreement with the plaintext engine when the backend is not plain.
+struct EvalResult {
+  std::int64_t samples = 0;
+  std::int64_t correct = 0;
+  std::int64_t agree = 0;
+  double seconds = 0;
+  std::vector<int> predictions;
+};
+EvalResult evaluate(const model::Graph& graph, backends::Backend& backend, const Dataset& data,
+                    std::int64_t batch, bool progress);
+
+BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
+                      const BenchOptions& options);
+
+/// One JSON object (see docs/METRICS.md).
+std::string to_json(const BenchResult& r);
+
+}  // namespace blindfold::app

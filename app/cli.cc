@@ -1,0 +1,284 @@
+#include "app/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <new>
+
+#include "app/bench.h"
+#include "app/datasets.h"
+#include "backends/backend.h"
+#include "core/error.h"
+#include "core/npy.h"
+#include "model/cost.h"
+#include "model/onnx_import.h"
+
+namespace blindfold::app {
+
+namespace {
+
+std::string default_models_dir() { return std::string(BLINDFOLD_SOURCE_DIR) + "/models"; }
+
+std::string model_stem(const std::string& path) {
+  return std::filesystem::path(path).stem().string();
+}
+
+std::string human(double v) {
+  char buf[32];
+  if (v >= 1e9) {
+    std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
+  } else if (v >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  } else if (v >= 1e3) {
+    std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  }
+  return buf;
+}
+
+int cmd_inspect(const std::string& path) {
+  const model::Graph g = model::import_onnx_file(path);
+  std::printf("model    %s\n", path.c_str());
+  std::printf("producer %s, opset %d\n", g.producer.empty() ? "?" : g.producer.c_str(), g.opset);
+  for (int id : g.inputs) {
+    const auto& v = g.value(id);
+    std::printf("input    %s %s %s\n", v.name.c_str(), std::string(dtype_name(v.dtype)).c_str(),
+                v.shape_string().c_str());
+  }
+  for (int id : g.outputs) {
+    const auto& v = g.value(id);
+    std::printf("output   %s %s %s\n", v.name.c_str(), std::string(dtype_name(v.dtype)).c_str(),
+                v.shape_string().c_str());
+  }
+  std::printf("\n%-4s %-28s %-20s %-20s %10s %12s\n", "#", "node", "op", "output shape", "params",
+              "MACs");
+  std::int64_t total_macs = 0;
+  int k = 0;
+  for (const auto& n : g.nodes) {
+    const std::int64_t macs = model::node_macs(g, n);
+    total_macs += macs;
+    std::string name = n.name.size() > 28 ? n.name.substr(0, 25) + "..." : n.name;
+    std::printf("%-4d %-28s %-20s %-20s %10lld %12lld\n", k++, name.c_str(),
+                std::string(model::op_name(n.op)).c_str(),
+                g.value(n.outputs[0]).shape_string().c_str(),
+                static_cast<long long>(model::node_params(g, n)), static_cast<long long>(macs));
+  }
+  std::printf("\nnodes %zu, parameters %lld (%s), MACs per sample %lld (%s)\n", g.nodes.size(),
+              static_cast<long long>(g.parameter_count()),
+              human(static_cast<double>(g.parameter_count())).c_str(),
+              static_cast<long long>(total_macs), human(static_cast<double>(total_macs)).c_str());
+  return 0;
+}
+
+int cmd_run(const std::string& path, const std::string& backend_name,
+            const std::vector<std::string>& input_paths,
+            const std::vector<std::string>& output_paths, unsigned threads) {
+  const model::Graph g = model::import_onnx_file(path);
+  if (input_paths.size() != g.inputs.size()) {
+    throw_error(ErrorCategory::kBadInput, "the model takes " + std::to_string(g.inputs.size()) +
+                                              " input(s); " + std::to_string(input_paths.size()) +
+                                              " --input given");
+  }
+  if (output_paths.size() != g.outputs.size()) {
+    throw_error(ErrorCategory::kBadInput, "the model has " + std::to_string(g.outputs.size()) +
+                                              " output(s); " + std::to_string(output_paths.size()) +
+                                              " --output given");
+  }
+  std::vector<Tensor> inputs;
+  for (const auto& p : input_paths) inputs.push_back(read_npy(p));
+  auto backend = backends::make_backend(backend_name);
+  const backends::Support s = backend->supports(g);
+  if (!s.ok) {
+    throw_error(ErrorCategory::kUnsupported,
+                "backend '" + backend_name + "' cannot run node '" + s.node + "': " + s.reason);
+  }
+  backends::BackendOptions bo;
+  bo.threads = threads;
+  backend->setup(g, bo);
+  const std::vector<Tensor> out = backend->infer(inputs, nullptr);
+  for (std::size_t i = 0; i < out.size(); ++i) write_npy(output_paths[i], out[i]);
+  return 0;
+}
+
+int cmd_eval(const std::string& path, const std::string& backend_name, const std::string& dataset,
+             std::int64_t limit, std::int64_t batch, unsigned threads,
+             const std::string& models_dir) {
+  const model::Graph g = model::import_onnx_file(path);
+  const Dataset data = load_dataset(dataset, limit, models_dir);
+  auto backend = backends::make_backend(backend_name);
+  const backends::Support s = backend->supports(g);
+  if (!s.ok) {
+    throw_error(ErrorCategory::kUnsupported,
+                "backend '" + backend_name + "' cannot run node '" + s.node + "': " + s.reason);
+  }
+  backends::BackendOptions bo;
+  bo.threads = threads;
+  backend->setup(g, bo);
+  const EvalResult r = evaluate(g, *backend, data, batch, isatty(STDERR_FILENO) != 0);
+  std::printf("model     %s\nbackend   %s\ndataset   %s (%lld samples)\n", path.c_str(),
+              backend_name.c_str(), data.source.c_str(), static_cast<long long>(r.samples));
+  std::printf("accuracy  %.2f%% (%lld/%lld)\n",
+              r.samples ? 100.0 * static_cast<double>(r.correct) / static_cast<double>(r.samples) : 0.0,
+              static_cast<long long>(r.correct), static_cast<long long>(r.samples));
+  if (backend_name != "plain") {
+    std::printf("agreement with plaintext %.2f%% (%lld/%lld)\n",
+                r.samples ? 100.0 * static_cast<double>(r.agree) / static_cast<double>(r.samples) : 0.0,
+                static_cast<long long>(r.agree), static_cast<long long>(r.samples));
+  }
+  std::printf("throughput %.1f samples/s (batch %lld, %.3f s)\n",
+              r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0,
+              static_cast<long long>(batch), r.seconds);
+  return 0;
+}
+
+int cmd_bench(const std::string& path, const BenchOptions& o, bool json) {
+  const model::Graph g = model::import_onnx_file(path);
+  const BenchResult r = run_bench(g, model_stem(path), o);
+  if (json) {
+    std::printf("%s\n", to_json(r).c_str());
+    return 0;
+  }
+  std::printf("model %s, backend %s, batch %lld, %d runs\n", r.model.c_str(), r.backend.c_str(),
+              static_cast<long long>(r.batch), r.runs);
+  std::printf("latency ms: median %.3f  min %.3f  max %.3f\n", r.latency_ms.median,
+              r.latency_ms.min, r.latency_ms.max);
+  std::printf("per-sample ms: %.4f\n", r.latency_ms.median / static_cast<double>(r.batch));
+  if (r.accuracy) {
+    std::printf("accuracy %.2f%% on %lld samples, agreement with plaintext %.2f%%\n",
+                100 * *r.accuracy, static_cast<long long>(r.samples), 100 * *r.agreement_with_plain);
+  }
+  std::printf("trust: %s\n", r.trust.summary.c_str());
+  return 0;
+}
+
+struct DemoModel {
+  const char* file;
+  const char* dataset;
+};
+
+int cmd_demo(const std::string& models_dir, unsigned threads) {
+  const DemoModel models[] = {{"fmnist-mlp.onnx", "fmnist"},
+                              {"fmnist-lenet.onnx", "fmnist"},
+                              {"fmnist-he.onnx", "fmnist"},
+                              {"cancer-logreg.onnx", "cancer"}};
+  std::printf("Blindfold demo: every shipped model, every backend in this build.\n");
+  std::printf("Accuracy on the full test set; latency is the median of 20 single-sample runs.\n\n");
+  std::printf("%-14s %-8s %9s %10s %12s %12s %10s %7s  %s\n", "model", "backend", "accuracy",
+              "agreement", "latency ms", "samples/s", "bytes", "rounds", "trust");
+  std::vector<std::string> trust_lines;
+  for (const auto& m : models) {
+    const std::string path = models_dir + "/" + m.file;
+    const model::Graph g = model::import_onnx_file(path);
+    for (const std::string& b : backends::backend_names()) {
+      BenchOptions o;
+      o.backend = b;
+      o.batch = 1;
+      o.runs = 20;
+      o.threads = threads;
+      o.dataset = m.dataset;
+      o.models_dir = models_dir;
+      const BenchResult r = run_bench(g, model_stem(path), o);
+      std::printf("%-14s %-8s %8.2f%% %9.2f%% %12.3f %12.0f %10lld %7lld  %s\n", r.model.c_str(),
+                  r.backend.c_str(), 100 * r.accuracy.value_or(0),
+                  100 * r.agreement_with_plain.value_or(0), r.latency_ms.median, r.throughput,
+                  static_cast<long long>(r.setup_bytes + r.online_bytes + r.offline_bytes),
+                  static_cast<long long>(r.online_rounds), r.trust.summary.c_str());
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"blindfold: private inference on ONNX models, every technique side by side"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "blindfold 0.1.0");
+
+  std::string model_path, backend = "plain", dataset, models_dir = default_models_dir();
+  std::vector<std::string> inputs, outputs;
+  std::int64_t limit = 0, batch = 1, eval_batch = 256;
+  int runs = 20;
+  unsigned threads = 0;
+  bool json = false;
+
+  auto* inspect = app.add_subcommand("inspect", "ops, shapes, parameters and MACs per layer");
+  inspect->add_option("model", model_path, "ONNX model file")->required();
+
+  auto* run = app.add_subcommand("run", "run a model on .npy inputs, write .npy outputs");
+  run->add_option("model", model_path, "ONNX model file")->required();
+  run->add_option("--backend,-b", backend, "backend")->capture_default_str();
+  run->add_option("--input,-i", inputs, "input .npy (float32), one per model input")->required();
+  run->add_option("--output,-o", outputs, "output .npy, one per model output")->required();
+  run->add_option("--threads", threads, "worker threads (0: all cores)");
+
+  auto* eval = app.add_subcommand("eval", "accuracy and throughput on a labelled test set");
+  eval->add_option("model", model_path, "ONNX model file")->required();
+  eval->add_option("--dataset,-d", dataset, "fmnist | cancer")->required();
+  eval->add_option("--limit,-n", limit, "first N samples only (0: all)");
+  eval->add_option("--backend,-b", backend, "backend")->capture_default_str();
+  eval->add_option("--batch", eval_batch, "batch size")->capture_default_str();
+  eval->add_option("--threads", threads, "worker threads (0: all cores)");
+  eval->add_option("--models-dir", models_dir, "where shipped models and splits live");
+
+  auto* bench = app.add_subcommand("bench", "latency of one backend on one model");
+  bench->add_option("model", model_path, "ONNX model file")->required();
+  bench->add_option("--backend,-b", backend, "backend")->capture_default_str();
+  bench->add_option("--batch", batch, "batch size")->capture_default_str();
+  bench->add_option("--runs", runs, "timed runs")->capture_default_str();
+  bench->add_option("--dataset,-d", dataset, "also measure accuracy on fmnist | cancer");
+  bench->add_option("--limit,-n", limit, "evaluate the first N samples only (0: all)");
+  bench->add_option("--threads", threads, "worker threads (0: all cores)");
+  bench->add_option("--models-dir", models_dir, "where shipped models and splits live");
+  bench->add_flag("--json", json, "print one JSON object (docs/METRICS.md)");
+
+  auto* demo = app.add_subcommand("demo", "run the shipped models on every backend; print the table");
+  demo->add_option("--models-dir", models_dir, "where the shipped models live");
+  demo->add_option("--threads", threads, "worker threads (0: all cores)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (*inspect) return cmd_inspect(model_path);
+    if (*run) return cmd_run(model_path, backend, inputs, outputs, threads);
+    if (*eval) {
+      if (eval_batch < 1) throw_error(ErrorCategory::kBadInput, "--batch must be at least 1");
+      return cmd_eval(model_path, backend, dataset, limit, eval_batch, threads, models_dir);
+    }
+    if (*bench) {
+      BenchOptions o;
+      o.backend = backend;
+      o.batch = batch;
+      o.runs = runs;
+      o.threads = threads;
+      if (!dataset.empty()) o.dataset = dataset;
+      o.eval_limit = limit;
+      o.models_dir = models_dir;
+      o.progress = !json && isatty(STDERR_FILENO) != 0;
+      return cmd_bench(model_path, o, json);
+    }
+    if (*demo) return cmd_demo(models_dir, threads);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "blindfold: %s: %s\n", std::string(category_name(e.category())).c_str(),
+                 e.what());
+    return exit_code(e.category());
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "blindfold: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "blindfold: unexpected error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace blindfold::app

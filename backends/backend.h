@@ -1,0 +1,80 @@
+// The backend contract (DESIGN.md): every technique answers the same
+// questions, so the CLI, servers, tests and the comparison report treat them
+// alike. A backend is where a model meets a technique.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/graph.h"
+
+namespace blindfold::backends {
+
+/// Who learns what and what must be trusted, in words the CLI prints.
+struct TrustModel {
+  std::string summary;      // one line for tables, e.g. "none: the data never leaves the client"
+  std::string input;        // who sees the client's input
+  std::string weights;      // who sees the model's weights
+  std::string output;       // who sees the prediction
+  std::string trusted;      // what must be trusted (non-collusion, vendor, dealer)
+  std::string adversary;    // semi-honest / malicious / n/a
+  int security_bits = 0;    // computational security; 0 when not applicable
+};
+
+/// Bytes and time of one phase.
+struct PhaseCost {
+  double ms = 0.0;
+  std::int64_t bytes = 0;
+};
+
+/// What one inference cost. The same fields for every backend.
+struct RunMetrics {
+  PhaseCost offline;    // input-independent preprocessing for this query
+  PhaseCost online;     // the query itself, end to end
+  std::int64_t rounds = 0;  // online communication rounds
+};
+
+/// Ok, or which node cannot be handled and why.
+struct Support {
+  bool ok = true;
+  std::string node;
+  std::string reason;
+  static Support yes() { return {}; }
+  static Support no(std::string node, std::string reason) {
+    return {false, std::move(node), std::move(reason)};
+  }
+};
+
+struct BackendOptions {
+  unsigned threads = 0;  // 0: all cores
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual TrustModel trust_model() const = 0;
+  /// Whether this backend can run `graph`; never throws.
+  virtual Support supports(const model::Graph& graph) const = 0;
+  /// Setup phase: plan and prepare `graph` (keys, shared weights, ...). The
+  /// graph must outlive the backend. Throws Error(kUnsupported) when
+  /// supports() says no.
+  virtual void setup(const model::Graph& graph, const BackendOptions& options) = 0;
+  /// Cost of setup().
+  virtual PhaseCost setup_cost() const = 0;
+  /// One private inference of a batch. Returns what the client learns.
+  virtual std::vector<Tensor> infer(const std::vector<Tensor>& inputs, RunMetrics* metrics) = 0;
+};
+
+/// Names of the backends this build has, in the order reports list them.
+std::vector<std::string> backend_names();
+
+/// A new backend by name. Throws Error(kBadInput) listing the known names.
+std::unique_ptr<Backend> make_backend(std::string_view name);
+
+}  // namespace blindfold::backends

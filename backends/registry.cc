@@ -1,0 +1,19 @@
+// The list of backends. A function, not a global registry: nothing to
+// initialise, nothing to overwrite.
+#include "backends/backend.h"
+#include "backends/plain/plain.h"
+#include "core/error.h"
+
+namespace blindfold::backends {
+
+std::vector<std::string> backend_names() { return {"plain"}; }
+
+std::unique_ptr<Backend> make_backend(std::string_view name) {
+  if (name == "plain") return std::make_unique<PlainBackend>();
+  std::string known;
+  for (const auto& n : backend_names()) known += (known.empty() ? "" : ", ") + n;
+  throw_error(ErrorCategory::kBadInput,
+              "unknown backend '" + std::string(name) + "' (this build has: " + known + ")");
+}
+
+}  // namespace blindfold::backends
