@@ -237,9 +237,12 @@ void convert_input(const onnx::ValueInfoProto& vi, Value* v) {
   if (static_cast<std::size_t>(rank) > kMaxRank) bad("graph input '" + vi.name() + "' has rank above 8");
   for (int d = 0; d < rank; ++d) {
     const auto& dim = tt.shape().dim(d);
-    const bool symbolic = !dim.has_dim_value() || dim.dim_value() <= 0;
+    if (dim.has_dim_value() && dim.dim_value() < 0) {
+      bad("dimension " + std::to_string(d) + " of graph input '" + vi.name() + "' is negative");
+    }
+    const bool symbolic = !dim.has_dim_value();
     if (symbolic && d != 0) {
-      bad("dimension " + std::to_string(d) + " of graph input '" + vi.name() +
+      throw_error(ErrorCategory::kUnsupported, "dimension " + std::to_string(d) + " of graph input '" + vi.name() +
           "' is dynamic; only the first (batch) dimension may be");
     }
     if (symbolic) {
@@ -269,6 +272,10 @@ Graph convert_model(const onnx::ModelProto& mp, const ImportOptions& options) {
   if (opset < 0) {
     if (mp.opset_import_size() == 0 && mp.ir_version() > 0 && mp.ir_version() < 3) {
       opset = 1;  // IR v1/v2 files predate opset_import
+    } else if (mp.opset_import_size() > 0) {
+      throw_error(ErrorCategory::kUnsupported,
+                  "the model imports only the domain '" + mp.opset_import(0).domain() +
+                      "'; only the default ONNX domain is supported");
     } else {
       bad("the model imports no opset of the default ONNX domain");
     }
