@@ -146,6 +146,10 @@ def _run_node(node, ins: List[np.ndarray]) -> List[np.ndarray]:
         return [numpy_helper.to_array(a["value"])]
     if op == "Identity":
         return [ins[0]]
+    if op == "ConstantOfShape":  # only used by fold_constants
+        v = a.get("value")
+        v = numpy_helper.to_array(v) if v is not None else np.zeros(1, np.float32)
+        return [np.full(ins[0].astype(np.int64).tolist(), v.reshape(-1)[0], dtype=v.dtype)]
     if op == "Cast":
         to = onnx.helper.tensor_dtype_to_np_dtype(a["to"]) if hasattr(onnx.helper, "tensor_dtype_to_np_dtype") \
             else onnx.mapping.TENSOR_TYPE_TO_NP_TYPE[a["to"]]
@@ -296,3 +300,45 @@ def run_model(m: onnx.ModelProto, feeds: Dict[str, np.ndarray]) -> List[np.ndarr
             if name:
                 env[name] = np.asarray(v)
     return [env[o.name] for o in m.graph.output]
+
+
+# ops that fold_constants may evaluate even though models may not contain them
+_FOLD_ONLY_OPS = frozenset({"ConstantOfShape"})
+
+
+def fold_constants(m: onnx.ModelProto) -> onnx.ModelProto:
+    """Evaluate every node whose inputs are all constants and replace its outputs
+    by initializers; Constant nodes that feed remaining nodes become initializers.
+
+    torch 1.13 leaves e.g. the pads computation of F.pad (ConstantOfShape, Concat,
+    Reshape, Slice, Transpose, Cast on constants) in the graph even with
+    do_constant_folding=True; this removes such subgraphs.
+    """
+    m2 = onnx.ModelProto()
+    m2.CopyFrom(m)
+    g = m2.graph
+    consts: Dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    graph_outputs = {o.name for o in g.output}
+    kept = []
+    for node in g.node:
+        foldable = node.op_type in SUPPORTED_OPS or node.op_type in _FOLD_ONLY_OPS
+        if foldable and all((not n) or n in consts for n in node.input) and \
+                not any(o in graph_outputs for o in node.output):
+            outs = _run_node(node, [consts[n] if n else None for n in node.input])
+            for name, v in zip(node.output, outs):
+                if name:
+                    consts[name] = np.asarray(v)
+        else:
+            kept.append(node)
+    used = {n for node in kept for n in node.input if n} | graph_outputs
+    del g.node[:]
+    g.node.extend(kept)
+    del g.initializer[:]
+    g.initializer.extend(numpy_helper.from_array(np.asarray(consts[n]), n)
+                         for n in sorted(used) if n in consts)
+    # drop stale value_info for removed tensors
+    vi = [v for v in g.value_info if v.name in used or any(v.name in nd.output for nd in kept)]
+    del g.value_info[:]
+    g.value_info.extend(vi)
+    onnx.checker.check_model(m2)
+    return m2
