@@ -378,6 +378,9 @@ Graph convert_model(const onnx::ModelProto& mp, const ImportOptions& options) {
   }
   if (g.outputs.empty()) bad("the graph has no outputs");
   g.validate();
+  // Constant nodes and subgraphs of constants are folded first, always: ops
+  // whose shapes depend on values (Reshape, Slice, Pad, ...) often read them.
+  fold_constants(g);
   annotate_shapes(g);
   if (options.optimize) optimize(g);
   return g;

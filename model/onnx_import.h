@@ -16,8 +16,8 @@ namespace blindfold::model {
 inline constexpr std::int64_t kMaxModelBytes = std::int64_t{1} << 30;
 
 struct ImportOptions {
-  /// Run shape inference, constant folding and BatchNorm folding after
-  /// import (see passes.h). Tests of the raw importer turn this off.
+  /// Run BatchNorm folding, identity removal and pruning after import (see
+  /// passes.h). Constant folding and shape inference always run.
   bool optimize = true;
   /// Graph inputs whose names appear here are bound to these values and
   /// become constants (used to pin shape-like int64 inputs).

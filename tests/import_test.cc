@@ -229,7 +229,7 @@ TEST(Import, ConstantFoldingAndBatchNormFolding) {
   raw.optimize = false;
   const Graph plain = model::import_onnx(b.bytes(), raw);
   const Graph opt = model::import_onnx(b.bytes());
-  EXPECT_EQ(plain.nodes.size(), 4u);
+  EXPECT_EQ(plain.nodes.size(), 3u);  // the constant Add is always folded
   ASSERT_EQ(opt.nodes.size(), 2u);  // Conv (BN folded in) and Mul
   EXPECT_EQ(opt.nodes[0].op, model::OpType::kConv);
   std::vector<float> xin(2 * 2 * 4 * 4);
