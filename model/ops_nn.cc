@@ -1,0 +1,1371 @@
+// Neural-network ops (Conv, pooling, Gemm/MatMul, normalisations, Softmax,
+// ReduceMean): ONNX shape inference with full attribute validation, and float32 kernels.
+
+// Eigen must not start threads of its own: parallelism comes from the
+// Blindfold pool, and two pools on the same cores would oversubscribe them.
+#define EIGEN_DONT_PARALLELIZE
+
+// GCC 12 reports the deliberate self-initialisation inside its own
+// _mm512_undefined_ps wherever Eigen's AVX-512 kernels are inlined: false
+// positives, silenced for the Eigen headers only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <Eigen/Core>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "model/ops_internal.h"
+
+namespace blindfold::model::detail {
+
+namespace {
+
+using std::int64_t;
+
+using RowMajorMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatMap = Eigen::Map<RowMajorMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+using ConstMatMap = Eigen::Map<const RowMajorMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
+using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
+
+// Strides, pads, dilations and kernel sizes above this are refused: no real
+// model needs them, and the bound keeps every index computation (products of
+// two such values) far from int64 overflow.
+constexpr int64_t kMaxWindowValue = kMaxTensorElements;
+
+// Waking a pool worker costs ~10-20 us, the time of about half a million
+// multiply-adds; each parallel chunk must carry at least this much work or the
+// kernel runs on the calling thread. Batch-1 inference of small models then
+// stays single-threaded, which is what makes it fast.
+constexpr double kChunkMinMacs = 1 << 19;
+// The same for memory-bound loops (pooling, normalisation, softmax), in
+// elements touched.
+constexpr double kChunkMinElements = 1 << 16;
+// Bound on the im2col buffer of one chunk (floats): larger convolutions are
+// processed in bands of output rows, so hostile shapes cannot ask for an
+// unbounded scratch allocation.
+constexpr int64_t kIm2colMaxFloats = int64_t{1} << 22;
+
+std::string str(int64_t v) {
+  return std::to_string(v);
+}
+
+// Items per parallel chunk so that each chunk does at least `min_work`.
+int64_t grain_for(double work_per_item, double min_work) {
+  if (work_per_item <= 0) return std::numeric_limits<int64_t>::max();
+  const double g = std::ceil(min_work / work_per_item);
+  return g >= 9.0e18 ? std::numeric_limits<int64_t>::max() : std::max<int64_t>(1, int64_t(g));
+}
+
+// Ceiling division for b > 0 and any sign of a.
+int64_t ceil_div(int64_t a, int64_t b) {
+  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+
+// Per-thread scratch that only grows, so steady-state runs do not allocate.
+// Slots let one kernel hold several buffers at once.
+template <typename T, int kSlot>
+T* scratch(int64_t n) {
+  thread_local std::vector<T> buf;
+  if (static_cast<int64_t>(buf.size()) < n) {
+    buf.clear();
+    buf.resize(static_cast<std::size_t>(n));
+  }
+  return buf.data();
+}
+
+std::string join(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + str(v[i]);
+  return s + "]";
+}
+
+int64_t product(const Shape& s, std::size_t begin, std::size_t end) {
+  int64_t p = 1;
+  for (std::size_t i = begin; i < end; ++i) p *= s[i];
+  return p;
+}
+
+// ---- inference helpers ------------------------------------------------------
+
+void require_float(const Node& node, std::span<const ValueInfo> inputs, std::size_t i,
+                   const char* what) {
+  if (inputs[i].dtype != DType::kFloat32) {
+    fail(node, std::string("input ") + what + " must be float32, is " +
+                   std::string(dtype_name(inputs[i].dtype)));
+  }
+}
+
+bool has_input(std::span<const ValueInfo> inputs, std::size_t i) {
+  return i < inputs.size() && inputs[i].present;
+}
+
+void require_outputs(const Node& node, std::size_t max_outputs, const char* why) {
+  if (node.outputs.size() > max_outputs) fail(node, why);
+}
+
+// The output buffers come from the caller, sized by shape inference; a
+// mismatch means the caller ran inference on other shapes, and writing would
+// go out of bounds.
+Tensor& checked_output(const Node& node, std::span<Tensor* const> outputs, std::size_t i,
+                       const Shape& expected) {
+  if (i >= outputs.size() || outputs[i] == nullptr) {
+    throw_error(ErrorCategory::kInternal,
+                node.label() + ": output " + str(int64_t(i)) + " has no buffer");
+  }
+  Tensor& t = *outputs[i];
+  if (t.dtype() != DType::kFloat32 || t.shape() != expected) {
+    throw_error(ErrorCategory::kInternal,
+                node.label() + ": output buffer is " + std::string(dtype_name(t.dtype())) + " " +
+                    shape_to_string(t.shape()) + ", kernel needs float32 " +
+                    shape_to_string(expected));
+  }
+  return t;
+}
+
+const Tensor* opt_input(std::span<const Tensor* const> inputs, std::size_t i) {
+  return i < inputs.size() ? inputs[i] : nullptr;
+}
+
+const Tensor& req_input(const Node& node, std::span<const Tensor* const> inputs, std::size_t i) {
+  const Tensor* t = opt_input(inputs, i);
+  if (t == nullptr) fail(node, "required input " + str(int64_t(i)) + " is missing");
+  return *t;
+}
+
+// ---- matrix products --------------------------------------------------------
+
+// C (m x n, row stride ldc) = or += alpha * op(A) * op(B). A is stored
+// row-major as m x k (or k x m when ta), B as k x n (or n x k when tb).
+void gemm(const float* a, int64_t lda, bool ta, const float* b, int64_t ldb, bool tb, float* c,
+          int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, bool accumulate) {
+  if (m <= 0 || n <= 0) return;
+  MatMap cm(c, m, n, Eigen::OuterStride<>(ldc));
+  if (k <= 0) {
+    if (!accumulate) cm.setZero();
+    return;
+  }
+  const ConstMatMap am(a, ta ? k : m, ta ? m : k, Eigen::OuterStride<>(lda));
+  const ConstMatMap bm(b, tb ? n : k, tb ? k : n, Eigen::OuterStride<>(ldb));
+  // Eigen folds the scalar and the transposes into its GEMM/GEMV kernels.
+  if (accumulate) {
+    if (!ta && !tb) cm.noalias() += alpha * am * bm;
+    if (ta && !tb) cm.noalias() += alpha * am.transpose() * bm;
+    if (!ta && tb) cm.noalias() += alpha * am * bm.transpose();
+    if (ta && tb) cm.noalias() += alpha * am.transpose() * bm.transpose();
+  } else {
+    if (!ta && !tb) cm.noalias() = alpha * am * bm;
+    if (ta && !tb) cm.noalias() = alpha * am.transpose() * bm;
+    if (!ta && tb) cm.noalias() = alpha * am * bm.transpose();
+    if (ta && tb) cm.noalias() = alpha * am.transpose() * bm.transpose();
+  }
+}
+
+// gemm() split over the pool by row blocks (or column blocks when the result
+// is wide and short, e.g. batch-1 fully connected layers). Small products run
+// inline.
+void parallel_gemm(ThreadPool& pool, const float* a, int64_t lda, bool ta, const float* b,
+                   int64_t ldb, bool tb, float* c, int64_t ldc, int64_t m, int64_t n, int64_t k,
+                   float alpha, bool accumulate) {
+  const double macs = double(m) * double(n) * double(std::max<int64_t>(k, 1));
+  if (pool.size() < 2 || macs < 2 * kChunkMinMacs) {
+    gemm(a, lda, ta, b, ldb, tb, c, ldc, m, n, k, alpha, accumulate);
+    return;
+  }
+  if (m >= n) {
+    pool.parallel_for(
+        m,
+        [&](int64_t r0, int64_t r1) {
+          gemm(ta ? a + r0 : a + r0 * lda, lda, ta, b, ldb, tb, c + r0 * ldc, ldc, r1 - r0, n, k,
+               alpha, accumulate);
+        },
+        grain_for(macs / double(m), kChunkMinMacs));
+  } else {
+    pool.parallel_for(
+        n,
+        [&](int64_t c0, int64_t c1) {
+          gemm(a, lda, ta, tb ? b + c0 * ldb : b + c0, ldb, tb, c + c0, ldc, m, c1 - c0, k, alpha,
+               accumulate);
+        },
+        grain_for(macs / double(n), kChunkMinMacs));
+  }
+}
+
+// ---- sliding windows (Conv, MaxPool, AveragePool) ----------------------------
+
+enum class WindowOp { kConv, kMaxPool, kAveragePool };
+
+struct Window {
+  int64_t in[2] = {0, 0};
+  int64_t kernel[2] = {1, 1};
+  int64_t stride[2] = {1, 1};
+  int64_t dilation[2] = {1, 1};
+  int64_t pad_begin[2] = {0, 0};
+  int64_t pad_end[2] = {0, 0};
+  int64_t out[2] = {1, 1};
+  // Extent of the dilated kernel.
+  int64_t span(int d) const { return (kernel[d] - 1) * dilation[d] + 1; }
+};
+
+std::vector<int64_t> spatial_attr(const Node& node, const std::string& name, std::size_t count,
+                                  int64_t def, int64_t lo) {
+  std::vector<int64_t> v = node.attrs.get_ints(name, {});
+  if (v.empty()) return std::vector<int64_t>(count, def);
+  if (v.size() != count) {
+    fail(node, "attribute '" + name + "' has " + str(int64_t(v.size())) + " values, expected " +
+                   str(int64_t(count)) + " for a 2-D window");
+  }
+  for (int64_t x : v) {
+    if (x < lo) {
+      fail(node, "attribute '" + name + "' " + join(v) + " must be " +
+                     (lo > 0 ? "positive" : "non-negative"));
+    }
+    if (x > kMaxWindowValue) fail(node, "attribute '" + name + "' " + join(v) + " is too large");
+  }
+  return v;
+}
+
+// Resolves strides, dilations, pads, auto_pad and ceil_mode against the input
+// size, following the ONNX formulas (including "a ceil_mode window that would
+// start in the right padding is dropped").
+Window resolve_window(const Node& node, int64_t in_h, int64_t in_w, int64_t k_h, int64_t k_w,
+                      WindowOp op) {
+  Window w;
+  w.in[0] = in_h;
+  w.in[1] = in_w;
+  w.kernel[0] = k_h;
+  w.kernel[1] = k_w;
+  for (int d = 0; d < 2; ++d) {
+    if (w.kernel[d] < 1 || w.kernel[d] > kMaxWindowValue) {
+      fail(node, "kernel size " + str(k_h) + "x" + str(k_w) + " is invalid (must be positive)");
+    }
+  }
+  const std::vector<int64_t> strides = spatial_attr(node, "strides", 2, 1, 1);
+  const std::vector<int64_t> dilations = spatial_attr(node, "dilations", 2, 1, 1);
+  const std::vector<int64_t> pads = spatial_attr(node, "pads", 4, 0, 0);
+  const std::string auto_pad = node.attrs.get_string("auto_pad", "NOTSET");
+  bool ceil_mode = false;
+  if (op != WindowOp::kConv) {
+    const int64_t c = node.attrs.get_int("ceil_mode", 0);
+    if (c != 0 && c != 1) fail(node, "attribute 'ceil_mode' must be 0 or 1, is " + str(c));
+    ceil_mode = c == 1;
+  }
+  for (int d = 0; d < 2; ++d) {
+    const std::size_t ud = static_cast<std::size_t>(d);
+    w.stride[d] = strides[ud];
+    w.dilation[d] = dilations[ud];
+    const int64_t s = w.stride[d];
+    const int64_t span = w.span(d);
+    const int64_t in = w.in[d];
+    if (auto_pad == "NOTSET" || auto_pad.empty()) {
+      w.pad_begin[d] = pads[ud];
+      w.pad_end[d] = pads[ud + 2];
+      if (op != WindowOp::kConv && (w.pad_begin[d] >= w.kernel[d] || w.pad_end[d] >= w.kernel[d])) {
+        // onnxruntime refuses these too: windows could lie wholly in padding.
+        fail(node, "pads " + join(pads) + " must be smaller than the kernel");
+      }
+      const int64_t room = in + w.pad_begin[d] + w.pad_end[d] - span;
+      if (room < 0) {
+        fail(node, "kernel extent " + str(span) + " exceeds the padded input size " +
+                       str(in + w.pad_begin[d] + w.pad_end[d]));
+      }
+      w.out[d] = (ceil_mode ? ceil_div(room, s) : room / s) + 1;
+      if (ceil_mode && (w.out[d] - 1) * s >= in + w.pad_begin[d]) --w.out[d];
+    } else if (auto_pad == "VALID") {
+      const int64_t room = in - span;
+      if (room < 0) {
+        fail(node, "kernel extent " + str(span) + " exceeds the input size " + str(in) +
+                       " (auto_pad VALID)");
+      }
+      w.out[d] = room / s + 1;
+    } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      w.out[d] = ceil_div(in, s);
+      const int64_t total = std::max<int64_t>(0, (w.out[d] - 1) * s + span - in);
+      // SAME_UPPER puts the odd padding element at the end, SAME_LOWER at the start.
+      w.pad_begin[d] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      w.pad_end[d] = total - w.pad_begin[d];
+    } else {
+      fail(node, "unknown auto_pad '" + auto_pad + "'");
+    }
+    if (w.out[d] < 1) {
+      fail(node, "output spatial size would be " + str(w.out[d]) + " for input size " + str(in));
+    }
+  }
+  return w;
+}
+
+void require_2d_input(const Node& node, const Shape& x) {
+  if (x.size() == 4) return;
+  if (x.size() == 3 || x.size() == 5) {
+    fail(node, "only 2-D " + std::string(op_name(node.op)) + " supported (input has rank " +
+                   str(int64_t(x.size())) + ")");
+  }
+  fail(node, "input must have rank 4 (N, C, H, W), has shape " + shape_to_string(x));
+}
+
+// ---- Conv -------------------------------------------------------------------
+
+struct ConvGeom {
+  int64_t n = 0, c = 0, m = 0, group = 1, cg = 0, mg = 0;
+  Window win;
+  int64_t k_size() const { return cg * win.kernel[0] * win.kernel[1]; }
+  int64_t out_plane() const { return win.out[0] * win.out[1]; }
+  int64_t in_plane() const { return win.in[0] * win.in[1]; }
+  Shape out_shape() const { return {n, m, win.out[0], win.out[1]}; }
+  // 1x1, stride 1, no padding: the input image already is the im2col matrix.
+  bool pointwise() const {
+    return win.kernel[0] == 1 && win.kernel[1] == 1 && win.stride[0] == 1 && win.stride[1] == 1 &&
+           win.pad_begin[0] == 0 && win.pad_begin[1] == 0 && win.pad_end[0] == 0 &&
+           win.pad_end[1] == 0;
+  }
+  // One input channel per group: direct loops beat im2col + a thin GEMM.
+  bool depthwise() const { return group > 1 && cg == 1; }
+};
+
+ConvGeom conv_geom(const Node& node, const Shape& x, const Shape& w, const Shape* b) {
+  require_2d_input(node, x);
+  if (w.size() != 4) {
+    fail(node, "weight must have rank 4 (M, C/group, kH, kW), has shape " + shape_to_string(w));
+  }
+  ConvGeom g;
+  g.n = x[0];
+  g.c = x[1];
+  g.m = w[0];
+  g.group = node.attrs.get_int("group", 1);
+  if (g.group < 1 || g.group > kMaxWindowValue) {
+    fail(node, "attribute 'group' must be positive, is " + str(g.group));
+  }
+  if (g.c % g.group != 0) {
+    fail(node, "group " + str(g.group) + " does not divide the " + str(g.c) + " input channels");
+  }
+  if (g.m % g.group != 0) {
+    fail(node, "group " + str(g.group) + " does not divide the " + str(g.m) + " output channels");
+  }
+  g.cg = g.c / g.group;
+  g.mg = g.m / g.group;
+  if (w[1] != g.cg) {
+    fail(node, "weight " + shape_to_string(w) + " has " + str(w[1]) +
+                   " input channels per group, input " + shape_to_string(x) + " with group " +
+                   str(g.group) + " needs " + str(g.cg));
+  }
+  if (node.attrs.has("kernel_shape")) {
+    const std::vector<int64_t> ks = node.attrs.get_ints("kernel_shape", {});
+    if (ks.size() != 2 || ks[0] != w[2] || ks[1] != w[3]) {
+      fail(node,
+           "attribute 'kernel_shape' " + join(ks) + " does not match weight " + shape_to_string(w));
+    }
+  }
+  if (b != nullptr && (b->size() != 1 || (*b)[0] != g.m)) {
+    fail(node, "bias must have shape [" + str(g.m) + "], has " + shape_to_string(*b));
+  }
+  g.win = resolve_window(node, x[2], x[3], w[2], w[3], WindowOp::kConv);
+  return g;
+}
+
+// Copies the receptive fields of output rows [oy0, oy1) of `cg` channels
+// into col (cg*kh*kw rows of (oy1-oy0)*ow columns), zeros for padding.
+void im2col(const ConvGeom& g, const float* x, int64_t oy0, int64_t oy1, float* col) {
+  const Window& w = g.win;
+  const int64_t in_h = w.in[0], in_w = w.in[1], ow = w.out[1];
+  const int64_t sh = w.stride[0], sw = w.stride[1];
+  float* dst = col;
+  for (int64_t c = 0; c < g.cg; ++c) {
+    const float* xc = x + c * in_h * in_w;
+    for (int64_t i = 0; i < w.kernel[0]; ++i) {
+      const int64_t y_off = i * w.dilation[0] - w.pad_begin[0];
+      for (int64_t j = 0; j < w.kernel[1]; ++j) {
+        // Input column of output column ox is ox * sw + x_off; [lo, hi) are
+        // the output columns that land inside the image.
+        const int64_t x_off = j * w.dilation[1] - w.pad_begin[1];
+        const int64_t lo = std::clamp<int64_t>(ceil_div(-x_off, sw), 0, ow);
+        const int64_t hi = std::clamp<int64_t>(ceil_div(in_w - x_off, sw), lo, ow);
+        for (int64_t oy = oy0; oy < oy1; ++oy, dst += ow) {
+          const int64_t iy = oy * sh + y_off;
+          if (iy < 0 || iy >= in_h || lo == hi) {
+            std::fill(dst, dst + ow, 0.0f);
+            continue;
+          }
+          const float* row = xc + iy * in_w;
+          std::fill(dst, dst + lo, 0.0f);
+          if (sw == 1) {
+            std::memcpy(dst + lo, row + lo + x_off,
+                        static_cast<std::size_t>(hi - lo) * sizeof(float));
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = row[ox * sw + x_off];
+          }
+          std::fill(dst + hi, dst + ow, 0.0f);
+        }
+      }
+    }
+  }
+}
+
+// Output rows [oy0, oy1) of every output channel of one image.
+void conv_rows(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y,
+               int64_t oy0, int64_t oy1) {
+  const int64_t ow = g.win.out[1];
+  const int64_t plane = g.out_plane();
+  const int64_t k = g.k_size();
+  if (bias != nullptr) {
+    for (int64_t m = 0; m < g.m; ++m) {
+      std::fill(y + m * plane + oy0 * ow, y + m * plane + oy1 * ow, bias[m]);
+    }
+  }
+  const bool pointwise = g.pointwise();
+  // Bands of output rows keep the im2col buffer bounded.
+  const int64_t band =
+      pointwise ? oy1 - oy0 : std::max<int64_t>(1, kIm2colMaxFloats / std::max<int64_t>(1, k * ow));
+  for (int64_t b0 = oy0; b0 < oy1; b0 += band) {
+    const int64_t b1 = std::min(oy1, b0 + band);
+    const int64_t cols = (b1 - b0) * ow;
+    float* col = pointwise ? nullptr : scratch<float, 0>(k * cols);
+    for (int64_t grp = 0; grp < g.group; ++grp) {
+      const float* xg = x + grp * g.cg * g.in_plane();
+      const float* b_mat = xg + b0 * ow;
+      int64_t ldb = g.in_plane();
+      if (!pointwise) {
+        im2col(g, xg, b0, b1, col);
+        b_mat = col;
+        ldb = cols;
+      }
+      gemm(w + grp * g.mg * k, k, false, b_mat, ldb, false, y + grp * g.mg * plane + b0 * ow, plane,
+           g.mg, cols, k, 1.0f, bias != nullptr);
+    }
+  }
+}
+
+// One output plane of a depthwise convolution: per kernel tap, a scaled row
+// of the input is added to each output row (contiguous when stride is 1, so
+// the inner loop vectorises).
+void depthwise_plane(const ConvGeom& g, const float* x, const float* w, float bias, float* y) {
+  const Window& win = g.win;
+  const int64_t in_h = win.in[0], in_w = win.in[1], oh = win.out[0], ow = win.out[1];
+  const int64_t kh = win.kernel[0], kw = win.kernel[1], sw = win.stride[1];
+  int64_t* range = scratch<int64_t, 0>(2 * kw);
+  for (int64_t j = 0; j < kw; ++j) {
+    const int64_t x_off = j * win.dilation[1] - win.pad_begin[1];
+    range[2 * j] = std::clamp<int64_t>(ceil_div(-x_off, sw), 0, ow);
+    range[2 * j + 1] = std::clamp<int64_t>(ceil_div(in_w - x_off, sw), range[2 * j], ow);
+  }
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    float* yr = y + oy * ow;
+    std::fill(yr, yr + ow, bias);
+    for (int64_t i = 0; i < kh; ++i) {
+      const int64_t iy = oy * win.stride[0] + i * win.dilation[0] - win.pad_begin[0];
+      if (iy < 0 || iy >= in_h) continue;
+      const float* xr = x + iy * in_w;
+      for (int64_t j = 0; j < kw; ++j) {
+        const float wv = w[i * kw + j];
+        const int64_t x_off = j * win.dilation[1] - win.pad_begin[1];
+        const int64_t lo = range[2 * j], hi = range[2 * j + 1];
+        if (sw == 1) {
+          const float* xs = xr + (lo + x_off);
+          for (int64_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xs[ox - lo];
+        } else {
+          for (int64_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * sw + x_off];
+        }
+      }
+    }
+  }
+}
+
+void run_conv(const Node& node, std::span<const Tensor* const> inputs,
+              std::span<Tensor* const> outputs, ThreadPool& pool) {
+  const Tensor& xt = req_input(node, inputs, 0);
+  const Tensor& wt = req_input(node, inputs, 1);
+  const Tensor* bt = opt_input(inputs, 2);
+  const ConvGeom g = conv_geom(node, xt.shape(), wt.shape(), bt ? &bt->shape() : nullptr);
+  Tensor& yt = checked_output(node, outputs, 0, g.out_shape());
+  const float* x = xt.f32().data();
+  const float* w = wt.f32().data();
+  const float* bias = bt ? bt->f32().data() : nullptr;
+  float* y = yt.f32().data();
+  const int64_t in_image = g.c * g.in_plane();
+  const int64_t out_image = g.m * g.out_plane();
+  const int64_t oh = g.win.out[0];
+  if (g.n == 0 || g.m == 0) return;
+
+  if (g.depthwise()) {
+    const int64_t kk = g.win.kernel[0] * g.win.kernel[1];
+    const double work = double(g.out_plane()) * double(kk);
+    pool.parallel_for(
+        g.n * g.m,
+        [&](int64_t p0, int64_t p1) {
+          for (int64_t p = p0; p < p1; ++p) {
+            const int64_t img = p / g.m, m = p % g.m;
+            const int64_t c = m / g.mg;  // input channel of this output channel
+            depthwise_plane(g, x + img * in_image + c * g.in_plane(), w + m * kk,
+                            bias ? bias[m] : 0.0f, y + img * out_image + m * g.out_plane());
+          }
+        },
+        grain_for(work, kChunkMinMacs));
+    return;
+  }
+
+  // Work items are (image, output row): a batch splits by images, a single
+  // large image by bands of rows, each chunk with its own im2col buffer.
+  const double row_macs = double(g.m) * double(g.k_size()) * double(g.win.out[1]);
+  pool.parallel_for(
+      g.n * oh,
+      [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1;) {
+          const int64_t img = r / oh;
+          const int64_t oy0 = r % oh;
+          const int64_t oy1 = std::min(oh, oy0 + (r1 - r));
+          conv_rows(g, x + img * in_image, w, bias, y + img * out_image, oy0, oy1);
+          r += oy1 - oy0;
+        }
+      },
+      grain_for(row_macs, kChunkMinMacs));
+}
+
+// ---- MaxPool / AveragePool -------------------------------------------------
+
+struct PoolGeom {
+  int64_t n = 0, c = 0;
+  Window win;
+  bool count_include_pad = false;
+  Shape out_shape() const { return {n, c, win.out[0], win.out[1]}; }
+};
+
+PoolGeom pool_geom(const Node& node, const Shape& x) {
+  require_2d_input(node, x);
+  if (node.op == OpType::kMaxPool) {
+    require_outputs(node, 1, "MaxPool Indices output not supported");
+  }
+  if (!node.attrs.has("kernel_shape")) fail(node, "attribute 'kernel_shape' is required");
+  const std::vector<int64_t> ks = node.attrs.get_ints("kernel_shape", {});
+  if (ks.size() != 2) {
+    fail(node, "attribute 'kernel_shape' " + join(ks) + " must have 2 values for a 2-D pool");
+  }
+  PoolGeom g;
+  g.n = x[0];
+  g.c = x[1];
+  if (node.op == OpType::kAveragePool) {
+    const int64_t cip = node.attrs.get_int("count_include_pad", 0);
+    if (cip != 0 && cip != 1) {
+      fail(node, "attribute 'count_include_pad' must be 0 or 1, is " + str(cip));
+    }
+    g.count_include_pad = cip == 1;
+  }
+  g.win = resolve_window(node, x[2], x[3], ks[0], ks[1],
+                         node.op == OpType::kMaxPool ? WindowOp::kMaxPool : WindowOp::kAveragePool);
+  return g;
+}
+
+// For each output position along one axis: the first and one-past-last kernel
+// taps that fall inside the input, and the number of taps inside the padded
+// input (what count_include_pad divides by; taps past the padded edge, which
+// ceil_mode can create, never count).
+struct TapRange {
+  int64_t lo, hi, padded;
+};
+
+void tap_ranges(const Window& w, int d, TapRange* out) {
+  const int64_t k = w.kernel[d], s = w.stride[d], dil = w.dilation[d];
+  const int64_t in = w.in[d], pb = w.pad_begin[d], pe = w.pad_end[d];
+  for (int64_t o = 0; o < w.out[d]; ++o) {
+    const int64_t base = o * s - pb;  // input index of tap 0
+    TapRange r;
+    r.lo = std::clamp<int64_t>(ceil_div(-base, dil), 0, k);
+    r.hi = std::clamp<int64_t>(ceil_div(in - base, dil), r.lo, k);
+    r.padded = std::clamp<int64_t>(ceil_div(in + pe - base, dil), 0, k);
+    out[o] = r;
+  }
+}
+
+// Pooling is separable: each output row first reduces the valid input rows of
+// its window into a temporary row (contiguous, vectorised), then reduces
+// columns of that row.
+void run_pool(const Node& node, std::span<const Tensor* const> inputs,
+              std::span<Tensor* const> outputs, ThreadPool& pool) {
+  const Tensor& xt = req_input(node, inputs, 0);
+  const PoolGeom g = pool_geom(node, xt.shape());
+  Tensor& yt = checked_output(node, outputs, 0, g.out_shape());
+  const bool is_max = node.op == OpType::kMaxPool;
+  const Window& w = g.win;
+  const int64_t in_h = w.in[0], in_w = w.in[1], oh = w.out[0], ow = w.out[1];
+  std::vector<TapRange> rows(static_cast<std::size_t>(oh)), cols(static_cast<std::size_t>(ow));
+  tap_ranges(w, 0, rows.data());
+  tap_ranges(w, 1, cols.data());
+  const float* x = xt.f32().data();
+  float* y = yt.f32().data();
+  const float lowest = std::numeric_limits<float>::lowest();
+  const double work =
+      double(oh) * (double(w.kernel[0]) * double(in_w) + double(ow) * double(w.kernel[1]));
+  pool.parallel_for(
+      g.n * g.c,
+      [&](int64_t p0, int64_t p1) {
+        float* tmp = scratch<float, 0>(in_w);
+        for (int64_t p = p0; p < p1; ++p) {
+          const float* xp = x + p * in_h * in_w;
+          float* yp = y + p * oh * ow;
+          for (int64_t oy = 0; oy < oh; ++oy) {
+            const TapRange& r = rows[static_cast<std::size_t>(oy)];
+            const int64_t base_y = oy * w.stride[0] - w.pad_begin[0];
+            float* yr = yp + oy * ow;
+            if (r.lo == r.hi) {  // window rows all in padding
+              std::fill(yr, yr + ow, is_max ? lowest : 0.0f);
+              continue;
+            }
+            std::copy_n(xp + (base_y + r.lo * w.dilation[0]) * in_w, in_w, tmp);
+            for (int64_t i = r.lo + 1; i < r.hi; ++i) {
+              const float* xr = xp + (base_y + i * w.dilation[0]) * in_w;
+              if (is_max) {
+                for (int64_t ix = 0; ix < in_w; ++ix) tmp[ix] = std::max(tmp[ix], xr[ix]);
+              } else {
+                for (int64_t ix = 0; ix < in_w; ++ix) tmp[ix] += xr[ix];
+              }
+            }
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              const TapRange& c = cols[static_cast<std::size_t>(ox)];
+              const int64_t base_x = ox * w.stride[1] - w.pad_begin[1];
+              if (is_max) {
+                float v = lowest;
+                for (int64_t j = c.lo; j < c.hi; ++j)
+                  v = std::max(v, tmp[base_x + j * w.dilation[1]]);
+                yr[ox] = v;
+              } else {
+                float s = 0.0f;
+                for (int64_t j = c.lo; j < c.hi; ++j) s += tmp[base_x + j * w.dilation[1]];
+                const int64_t count =
+                    g.count_include_pad ? r.padded * c.padded : (r.hi - r.lo) * (c.hi - c.lo);
+                yr[ox] = count > 0 ? s / float(count) : 0.0f;
+              }
+            }
+          }
+        }
+      },
+      grain_for(work, kChunkMinElements));
+}
+
+// ---- GlobalAveragePool --------------------------------------------------------
+
+Shape global_pool_shape(const Node& node, const Shape& x) {
+  if (x.size() < 3) {
+    fail(node, "input must have rank >= 3 (N, C, spatial...), has shape " + shape_to_string(x));
+  }
+  Shape out(x.size(), 1);
+  out[0] = x[0];
+  out[1] = x[1];
+  return out;
+}
+
+void run_global_average_pool(const Node& node, std::span<const Tensor* const> inputs,
+                             std::span<Tensor* const> outputs, ThreadPool& pool) {
+  const Tensor& xt = req_input(node, inputs, 0);
+  Tensor& yt = checked_output(node, outputs, 0, global_pool_shape(node, xt.shape()));
+  const int64_t planes = xt.dim(0) * xt.dim(1);
+  const int64_t size = product(xt.shape(), 2, xt.rank());
+  const float* x = xt.f32().data();
+  float* y = yt.f32().data();
+  pool.parallel_for(
+      planes,
+      [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+          y[p] = ConstArrayMap(x + p * size, size).sum() / float(size);
+        }
+      },
+      grain_for(double(size), kChunkMinElements));
+}
+
+// ---- Gemm -------------------------------------------------------------------
+
+struct GemmGeom {
+  int64_t m = 0, n = 0, k = 0;
+  bool ta = false, tb = false;
+  float alpha = 1.0f, beta = 1.0f;
+  bool has_c = false;
+  int64_t c_row_stride = 0, c_col_stride = 0;  // 0 along broadcast dimensions
+};
+
+GemmGeom gemm_geom(const Node& node, const Shape& a, const Shape& b, const Shape* c) {
+  if (a.size() != 2 || b.size() != 2) {
+    fail(node,
+         "A and B must be 2-D, have shapes " + shape_to_string(a) + " and " + shape_to_string(b));
+  }
+  GemmGeom g;
+  const int64_t ta = node.attrs.get_int("transA", 0);
+  const int64_t tb = node.attrs.get_int("transB", 0);
+  if ((ta != 0 && ta != 1) || (tb != 0 && tb != 1)) {
+    fail(node, "attributes 'transA' and 'transB' must be 0 or 1");
+  }
+  g.ta = ta == 1;
+  g.tb = tb == 1;
+  g.alpha = node.attrs.get_float("alpha", 1.0f);
+  g.beta = node.attrs.get_float("beta", 1.0f);
+  g.m = g.ta ? a[1] : a[0];
+  g.k = g.ta ? a[0] : a[1];
+  const int64_t kb = g.tb ? b[1] : b[0];
+  g.n = g.tb ? b[0] : b[1];
+  if (g.k != kb) {
+    fail(node, "inner dimensions differ: op(A) is " + str(g.m) + "x" + str(g.k) + ", op(B) is " +
+                   str(kb) + "x" + str(g.n));
+  }
+  if (c != nullptr) {
+    // C broadcasts unidirectionally to (M, N).
+    if (c->size() > 2) fail(node, "C must have rank <= 2, has shape " + shape_to_string(*c));
+    const int64_t cr = c->size() == 2 ? (*c)[0] : 1;
+    const int64_t cc = c->empty() ? 1 : c->back();
+    if ((cr != 1 && cr != g.m) || (cc != 1 && cc != g.n)) {
+      fail(node, "C " + shape_to_string(*c) + " does not broadcast to [" + str(g.m) + ", " +
+                     str(g.n) + "]");
+    }
+    g.has_c = true;
+    g.c_col_stride = cc == 1 ? 0 : 1;
+    g.c_row_stride = cr == 1 ? 0 : cc;
+  }
+  return g;
+}
+
+void run_gemm(const Node& node, std::span<const Tensor* const> inputs,
+              std::span<Tensor* const> outputs, ThreadPool& pool) {
+  const Tensor& at = req_input(node, inputs, 0);
+  const Tensor& bt = req_input(node, inputs, 1);
+  const Tensor* ct = opt_input(inputs, 2);
+  const GemmGeom g = gemm_geom(node, at.shape(), bt.shape(), ct ? &ct->shape() : nullptr);
+  Tensor& yt = checked_output(node, outputs, 0, {g.m, g.n});
+  float* y = yt.f32().data();
+  // Y starts as beta * C (broadcast) and the product accumulates into it.
+  const bool use_c = g.has_c && g.beta != 0.0f;
+  if (use_c) {
+    const float* c = ct->f32().data();
+    for (int64_t i = 0; i < g.m; ++i) {
+      float* yr = y + i * g.n;
+      const float* cr = c + i * g.c_row_stride;
+      if (g.c_col_stride == 1) {
+        for (int64_t j = 0; j < g.n; ++j) yr[j] = g.beta * cr[j];
+      } else {
+        std::fill(yr, yr + g.n, g.beta * cr[0]);
+      }
+    }
+  }
+  parallel_gemm(pool, at.f32().data(), at.dim(1), g.ta, bt.f32().data(), bt.dim(1), g.tb, y, g.n,
+                g.m, g.n, g.k, g.alpha, use_c);
+}
+
+// ---- MatMul -----------------------------------------------------------------
+
+struct MatMulGeom {
+  int64_t m = 1, n = 1, k = 1;
+  Shape batch;                              // broadcast batch dimensions of the output
+  std::vector<int64_t> a_stride, b_stride;  // per batch dim, 0 when broadcast
+  int64_t batch_count = 1;
+  bool b_batched = false;
+  Shape out;
+};
+
+MatMulGeom matmul_geom(const Node& node, const Shape& a, const Shape& b) {
+  if (a.empty() || b.empty()) {
+    fail(node, "operands must have rank >= 1, have shapes " + shape_to_string(a) + " and " +
+                   shape_to_string(b));
+  }
+  MatMulGeom g;
+  // numpy semantics: a 1-D A is a row vector, a 1-D B a column vector, and
+  // the added dimension is dropped from the result.
+  const std::size_t ra = a.size(), rb = b.size();
+  g.m = ra == 1 ? 1 : a[ra - 2];
+  g.k = a[ra - 1];
+  const int64_t kb = rb == 1 ? b[0] : b[rb - 2];
+  g.n = rb == 1 ? 1 : b[rb - 1];
+  if (g.k != kb) {
+    fail(node, "inner dimensions differ: " + shape_to_string(a) + " x " + shape_to_string(b));
+  }
+  const std::size_t ba = ra > 2 ? ra - 2 : 0, bb = rb > 2 ? rb - 2 : 0;
+  const std::size_t nb = std::max(ba, bb);
+  g.batch.assign(nb, 1);
+  g.a_stride.assign(nb, 0);
+  g.b_stride.assign(nb, 0);
+  int64_t sa = g.m * g.k, sb = g.k * g.n;  // element strides of the innermost batch dim
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::size_t d = nb - 1 - i;  // output batch dim, from the right
+    const int64_t da = i < ba ? a[ba - 1 - i] : 1;
+    const int64_t db = i < bb ? b[bb - 1 - i] : 1;
+    if (da != db && da != 1 && db != 1) {
+      fail(node, "batch dimensions of " + shape_to_string(a) + " and " + shape_to_string(b) +
+                     " do not broadcast");
+    }
+    g.batch[d] = da == 1 ? db : da;
+    g.a_stride[d] = da == 1 ? 0 : sa;
+    g.b_stride[d] = db == 1 ? 0 : sb;
+    sa *= da;
+    sb *= db;
+    if (db != 1) g.b_batched = true;
+  }
+  g.batch_count = product(g.batch, 0, nb);
+  g.out = g.batch;
+  if (ra != 1) g.out.push_back(g.m);
+  if (rb != 1) g.out.push_back(g.n);
+  return g;
+}
+
+void run_matmul(const Node& node, std::span<const Tensor* const> inputs,
+                std::span<Tensor* const> outputs, ThreadPool& pool) {
+  const Tensor& at = req_input(node, inputs, 0);
+  const Tensor& bt = req_input(node, inputs, 1);
+  const MatMulGeom g = matmul_geom(node, at.shape(), bt.shape());
+  Tensor& yt = checked_output(node, outputs, 0, g.out);
+  const float* a = at.f32().data();
+  const float* b = bt.f32().data();
+  float* y = yt.f32().data();
+  if (g.batch_count == 0 || g.m == 0 || g.n == 0) return;
+  if (!g.b_batched) {
+    // A shared B: the batch of A folds into the rows of one large product
+    // (A and Y are contiguous across the batch).
+    parallel_gemm(pool, a, g.k, false, b, g.n, false, y, g.n, g.batch_count * g.m, g.n, g.k, 1.0f,
+                  false);
+    return;
+  }
+  // Element offsets into A and B of output batch entry t.
+  auto offsets = [&](int64_t t, int64_t& ao, int64_t& bo) {
+    ao = bo = 0;
+    for (std::size_t d = g.batch.size(); d-- > 0;) {
+      const int64_t idx = t % g.batch[d];
+      t /= g.batch[d];
+      ao += idx * g.a_stride[d];
+      bo += idx * g.b_stride[d];
+    }
+  };
+  const int64_t out_stride = g.m * g.n;
+  const double macs = double(g.m) * double(g.n) * double(std::max<int64_t>(g.k, 1));
+  if (g.batch_count < int64_t(pool.size()) && macs >= 2 * kChunkMinMacs) {
+    // Fewer large products than threads: parallelise inside each.
+    for (int64_t t = 0; t < g.batch_count; ++t) {
+      int64_t ao, bo;
+      offsets(t, ao, bo);
+      parallel_gemm(pool, a + ao, g.k, false, b + bo, g.n, false, y + t * out_stride, g.n, g.m, g.n,
+                    g.k, 1.0f, false);
+    }
+    return;
+  }
+  pool.parallel_for(
+      g.batch_count,
+      [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          int64_t ao, bo;
+          offsets(t, ao, bo);
+          gemm(a + ao, g.k, false, b + bo, g.n, false, y + t * out_stride, g.n, g.m, g.n, g.k, 1.0f,
+               false);
+        }
+      },
+      grain_for(macs, kChunkMinMacs));
+}
+
+// ---- BatchNormalization ------------------------------------------------------
+
+void check_batchnorm(const Node& node, const Shape& x, std::span<const Shape* const> params) {
+  if (node.attrs.get_int("training_mode", 0) != 0) {
+    fail(node, "training_mode=1 not supported (inference only)");
+  }
+  if (node.attrs.has("spatial") && node.attrs.get_int("spatial", 1) != 1) {
+    fail(node, "spatial=0 not supported");
+  }
+  require_outputs(node, 1,
+                  "only output Y is supported (running mean/variance outputs are training-mode)");
+  if (x.size() < 2) fail(node, "input must have rank >= 2 (N, C, ...), has " + shape_to_string(x));
+  static const char* const kNames[] = {"scale", "B", "input_mean", "input_var"};
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const Shape& p = *params[i];
+    if (p.size() != 1 || p[0] != x[1]) {
+      fail(node, std::string(kNames[i]) + " must have shape [" + str(x[1]) + "], has " +
+                     shape_to_string(p));
+    }
+  }
+}
+
+void run_batchnorm(const Node& node, std::span<const Tensor* const> inputs,
+                   std::span<Tensor* const> outputs, ThreadPool& pool) {
+  const Tensor& xt = req_input(node, inputs, 0);
+  const Tensor* p[4];
+  const Shape* ps[4];
+  for (std::size_t i = 0; i < 4; ++i) {
+    p[i] = &req_input(node, inputs, i + 1);
+    ps[i] = &p[i]->shape();
+  }
+  check_batchnorm(node, xt.shape(), ps);
+  Tensor& yt = checked_output(node, outputs, 0, xt.shape());
+  const float eps = node.attrs.get_float("epsilon", 1e-5f);
+  const int64_t n = xt.dim(0), c = xt.dim(1);
+  const int64_t size = product(xt.shape(), 2, xt.rank());
+  // y = x * a + b with a = scale / sqrt(var + eps), b = B - mean * a.
+  float* ab = scratch<float, 0>(2 * c);
+  const float* scale = p[0]->f32().data();
+  const float* shift = p[1]->f32().data();
+  const float* mean = p[2]->f32().data();
+  const float* var = p[3]->f32().data();
+  for (int64_t i = 0; i < c; ++i) {
+    ab[2 * i] = scale[i] / std::sqrt(var[i] + eps);
+    ab[2 * i + 1] = shift[i] - mean[i] * ab[2 * i];
+  }
+  const float* x = xt.f32().data();
+  float* y = yt.f32().data();
+  pool.parallel_for(
+      n * c,
+      [&](int64_t p0, int64_t p1) {
+        for (int64_t q = p0; q < p1; ++q) {
+          const int64_t ch = q % c;
+          ArrayMap(y + q * size, size) =
+              ConstArrayMap(x + q * size, size) * ab[2 * ch] + ab[2 * ch + 1];
+        }
+      },
+      grain_for(double(size), kChunkMinElements));
+}
+
+// ---- LayerNormalization -------------------------------------------------------
+
+struct LayerNormGeom {
+  int64_t axis = 0, outer = 1, inner = 1;
+  Shape stat_shape;  // Mean / InvStdDev: X's shape with the normalised dims set to 1
+};
+
+// Scale and B broadcast (right-aligned) over the normalised dims only.
+void check_norm_param(const Node& node, const Shape& x, int64_t axis, const Shape& p,
+                      const char* what) {
+  const std::size_t nd = x.size() - static_cast<std::size_t>(axis);
+  bool ok = p.size() <= nd;
+  for (std::size_t i = 0; ok && i < p.size(); ++i) {
+    const int64_t pd = p[p.size() - 1 - i], xd = x[x.size() - 1 - i];
+    ok = pd == 1 || pd == xd;
+  }
+  if (!ok) {
+    fail(node, std::string(what) + " " + shape_to_string(p) +
+                   " does not broadcast to the normalised dimensions of " + shape_to_string(x));
+  }
+}
+
+LayerNormGeom layernorm_geom(const Node& node, const Shape& x, const Shape& scale,
+                             const Shape* bias) {
+  if (x.empty()) fail(node, "input must have rank >= 1");
+  LayerNormGeom g;
+  const int64_t rank = static_cast<int64_t>(x.size());
+  g.axis = normalize_axis(node, node.attrs.get_int("axis", -1), rank);
+  check_norm_param(node, x, g.axis, scale, "Scale");
+  if (bias != nullptr) check_norm_param(node, x, g.axis, *bias, "B");
+  g.outer = product(x, 0, static_cast<std::size_t>(g.axis));
+  g.inner = product(x, static_cast<std::size_t>(g.axis), x.size());
+  g.stat_shape = x;
+  for (std::size_t d = static_cast<std::size_t>(g.axis); d < x.size(); ++d) g.stat_shape[d] = 1;
+  return g;
+}
+
+// Expands a broadcast Scale/B to one value per normalised element (or returns
+// it as is when it already has that many).
+const float* expand_norm_param(const Tensor& p, const Shape& x, int64_t axis, int64_t inner,
+                               float* buf) {
+  if (p.numel() == inner) return p.f32().data();
+  const std::vector<int64_t> xs = strides_of(Shape(x.begin() + axis, x.end()));
+  const Shape& ps = p.shape();
+  const std::vector<int64_t> pst = strides_of(ps);
+  const std::size_t nd = xs.size();
+  const float* src = p.f32().data();
+  for (int64_t e = 0; e < inner; ++e) {
+    int64_t off = 0, rest = e;
+    for (std::size_t d = 0; d < nd; ++d) {
+      const int64_t idx = rest / xs[d];
+      rest %= xs[d];
+      const std::size_t pd = d + ps.size();  // right-aligned
+      if (pd >= nd && ps[pd - nd] != 1) off += idx * pst[pd - nd];
+    }
+    buf[e] = src[off];
+  }
+  return buf;
+}
+
+void run_layernorm(const Node& node, std::span<const Tensor* const> inputs,
+                   std::span<Tensor* const> outputs, ThreadPool& pool) {
+  const Tensor& xt = req_input(node, inputs, 0);
+  const Tensor& st = req_input(node, inputs, 1);
+  const Tensor* bt = opt_input(inputs, 2);
+  const LayerNormGeom g = layernorm_geom(node, xt.shape(), st.shape(), bt ? &bt->shape() : nullptr);
+  Tensor& yt = checked_output(node, outputs, 0, xt.shape());
+  float* mean_out = nullptr;
+  float* inv_out = nullptr;
+  if (outputs.size() > 1 && outputs[1] != nullptr) {
+    mean_out = checked_output(node, outputs, 1, g.stat_shape).f32().data();
+  }
+  if (outputs.size() > 2 && outputs[2] != nullptr) {
+    inv_out = checked_output(node, outputs, 2, g.stat_shape).f32().data();
+  }
+  const float eps = node.attrs.get_float("epsilon", 1e-5f);
+  const float* scale =
+      expand_norm_param(st, xt.shape(), g.axis, g.inner, scratch<float, 0>(g.inner));
+  const float* bias =
+      bt ? expand_norm_param(*bt, xt.shape(), g.axis, g.inner, scratch<float, 1>(g.inner))
+         : nullptr;
+  const float* x = xt.f32().data();
+  float* y = yt.f32().data();
+  const int64_t inner = g.inner;
+  pool.parallel_for(
+      g.outer,
+      [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const ConstArrayMap xr(x + r * inner, inner);
+          ArrayMap yr(y + r * inner, inner);
+          // Two passes (mean, then centred squares) in float with Eigen's
+          // vectorised tree reductions: close to numpy's pairwise sums.
+          const float mean = inner > 0 ? xr.sum() / float(inner) : 0.0f;
+          const float var = inner > 0 ? (xr - mean).square().sum() / float(inner) : 0.0f;
+          const float inv = 1.0f / std::sqrt(var + eps);
+          if (bias != nullptr) {
+            yr = (xr - mean) * inv * ConstArrayMap(scale, inner) + ConstArrayMap(bias, inner);
+          } else {
+            yr = (xr - mean) * inv * ConstArrayMap(scale, inner);
+          }
+          if (mean_out) mean_out[r] = mean;
+          if (inv_out) inv_out[r] = inv;
+        }
+      },
+      grain_for(3.0 * double(inner), kChunkMinElements));
+}
+
+// ---- Softmax ----------------------------------------------------------------
+
+struct SoftmaxGeom {
+  int64_t outer = 1, len = 1, inner = 1;
+};
+
+SoftmaxGeom softmax_geom(const Node& node, const Shape& x) {
+  const int64_t rank = static_cast<int64_t>(x.size());
+  SoftmaxGeom g;
+  if (node.opset >= 13) {
+    const std::size_t axis =
+        static_cast<std::size_t>(normalize_axis(node, node.attrs.get_int("axis", -1), rank));
+    g.outer = product(x, 0, axis);
+    g.len = x[axis];
+    g.inner = product(x, axis + 1, x.size());
+  } else {
+    // Before opset 13 the input is flattened to 2-D at `axis` (default 1)
+    // and each row is normalised.
+    const std::size_t axis =
+        static_cast<std::size_t>(normalize_axis(node, node.attrs.get_int("axis", 1), rank));
+    g.outer = product(x, 0, axis);
+    g.len = product(x, axis, x.size());
+    g.inner = 1;
+  }
+  return g;
+}
+
+void run_softmax(const Node& node, std::span<const Tensor* const> inputs,
+                 std::span<Tensor* const> outputs, ThreadPool& pool) {
+  const Tensor& xt = req_input(node, inputs, 0);
+  const SoftmaxGeom g = softmax_geom(node, xt.shape());
+  Tensor& yt = checked_output(node, outputs, 0, xt.shape());
+  const float* x = xt.f32().data();
+  float* y = yt.f32().data();
+  const int64_t len = g.len, inner = g.inner;
+  if (len == 0 || inner == 0) return;
+  pool.parallel_for(
+      g.outer,
+      [&](int64_t o0, int64_t o1) {
+        for (int64_t o = o0; o < o1; ++o) {
+          const float* xb = x + o * len * inner;
+          float* yb = y + o * len * inner;
+          if (inner == 1) {
+            const ConstArrayMap xr(xb, len);
+            ArrayMap yr(yb, len);
+            yr = (xr - xr.maxCoeff()).exp();
+            yr *= 1.0f / yr.sum();
+            continue;
+          }
+          // Softmax along a strided axis: work on whole rows of `inner`
+          // elements at a time so every loop stays contiguous.
+          ArrayMap mx(scratch<float, 0>(inner), inner);
+          ArrayMap sum(scratch<float, 1>(inner), inner);
+          mx = ConstArrayMap(xb, inner);
+          for (int64_t l = 1; l < len; ++l) mx = mx.max(ConstArrayMap(xb + l * inner, inner));
+          sum.setZero();
+          for (int64_t l = 0; l < len; ++l) {
+            ArrayMap yr(yb + l * inner, inner);
+            yr = (ConstArrayMap(xb + l * inner, inner) - mx).exp();
+            sum += yr;
+          }
+          sum = sum.inverse();
+          for (int64_t l = 0; l < len; ++l) ArrayMap(yb + l * inner, inner) *= sum;
+        }
+      },
+      grain_for(3.0 * double(len) * double(inner), kChunkMinElements));
+}
+
+// ---- ReduceMean ---------------------------------------------------------------
+
+struct ReduceGeom {
+  std::vector<bool> reduced;  // per input dim
+  bool identity = false;      // noop_with_empty_axes with no axes
+  Shape out;
+};
+
+// `axes` is nullptr when no axes were given (attribute or input).
+ReduceGeom reduce_geom(const Node& node, const Shape& x, const std::vector<int64_t>* axes) {
+  const int64_t keepdims = node.attrs.get_int("keepdims", 1);
+  const int64_t noop = node.attrs.get_int("noop_with_empty_axes", 0);
+  if ((keepdims != 0 && keepdims != 1) || (noop != 0 && noop != 1)) {
+    fail(node, "attributes 'keepdims' and 'noop_with_empty_axes' must be 0 or 1");
+  }
+  ReduceGeom g;
+  const int64_t rank = static_cast<int64_t>(x.size());
+  const bool empty = axes == nullptr || axes->empty();
+  if (empty && noop == 1) {
+    g.identity = true;
+    g.reduced.assign(x.size(), false);
+    g.out = x;
+    return g;
+  }
+  g.reduced.assign(x.size(), empty);
+  if (!empty) {
+    for (int64_t a : *axes) {
+      const std::size_t d = static_cast<std::size_t>(normalize_axis(node, a, rank));
+      if (g.reduced[d]) fail(node, "axis " + str(a) + " appears twice in axes " + join(*axes));
+      g.reduced[d] = true;
+    }
+  }
+  for (std::size_t d = 0; d < x.size(); ++d) {
+    if (!g.reduced[d]) {
+      g.out.push_back(x[d]);
+    } else if (keepdims == 1) {
+      g.out.push_back(1);
+    }
+  }
+  return g;
+}
+
+std::vector<int64_t> axes_from_tensor(const Node& node, const Tensor& t) {
+  if (t.dtype() != DType::kInt64 || t.rank() > 1) {
+    fail(node, "input 'axes' must be a 1-D int64 tensor, is " + std::string(dtype_name(t.dtype())) +
+                   " " + shape_to_string(t.shape()));
+  }
+  return t.to_int_vector();
+}
+
+// Reduces one run of collapsed dimensions recursively; the innermost loops are
+// contiguous (a sum for a reduced run, a vector add for a kept one).
+struct Reducer {
+  std::vector<int64_t> dims, in_stride, out_stride;
+  std::vector<bool> red;
+  const float* x;
+  double* acc;
+  void run(std::size_t d, int64_t in_off, int64_t out_off) const {
+    const int64_t n = dims[d];
+    if (d + 1 == dims.size()) {
+      const float* src = x + in_off;
+      if (red[d]) {
+        acc[out_off] += double(ConstArrayMap(src, n).sum());
+      } else {
+        double* dst = acc + out_off;
+        for (int64_t i = 0; i < n; ++i) dst[i] += double(src[i]);
+      }
+      return;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      run(d + 1, in_off + i * in_stride[d], out_off + (red[d] ? 0 : i * out_stride[d]));
+    }
+  }
+};
+
+void run_reduce_mean(const Node& node, std::span<const Tensor* const> inputs,
+                     std::span<Tensor* const> outputs, ThreadPool& pool) {
+  const Tensor& xt = req_input(node, inputs, 0);
+  std::vector<int64_t> axes;
+  bool have_axes = false;
+  if (node.opset >= 18 && opt_input(inputs, 1) != nullptr) {
+    axes = axes_from_tensor(node, *inputs[1]);
+    have_axes = true;
+  } else if (node.attrs.has("axes")) {
+    axes = node.attrs.get_ints("axes", {});
+    have_axes = true;
+  }
+  const ReduceGeom g = reduce_geom(node, xt.shape(), have_axes ? &axes : nullptr);
+  Tensor& yt = checked_output(node, outputs, 0, g.out);
+  const float* x = xt.f32().data();
+  float* y = yt.f32().data();
+  if (g.identity) {
+    std::copy_n(x, xt.numel(), y);
+    return;
+  }
+  // Collapse adjacent dims that are both reduced or both kept (size-1 dims
+  // are dropped: they change nothing).
+  Reducer r;
+  r.x = x;
+  int64_t count = 1;
+  for (std::size_t d = 0; d < xt.rank(); ++d) {
+    const int64_t n = xt.dim(d);
+    if (g.reduced[d]) count *= n;
+    if (n == 1) continue;
+    if (!r.dims.empty() && r.red.back() == g.reduced[d]) {
+      r.dims.back() *= n;
+    } else {
+      r.dims.push_back(n);
+      r.red.push_back(g.reduced[d]);
+    }
+  }
+  const int64_t out_n = yt.numel();
+  if (out_n == 0) return;
+  const float inv = 1.0f / float(count);  // count 0 gives NaN, like numpy's mean of nothing
+  if (r.dims.empty() || xt.numel() == 0) {
+    for (int64_t i = 0; i < out_n; ++i) y[i] = xt.numel() == 0 ? 0.0f * inv : x[i] * inv;
+    return;
+  }
+  // Collapsed runs alternate kept/reduced, so [reduced] or [kept, reduced]
+  // is a reduction over trailing dims only (the common case): independent rows.
+  if (r.red.back() && r.dims.size() <= 2) {
+    const int64_t len = r.dims.back();
+    pool.parallel_for(
+        out_n,
+        [&](int64_t o0, int64_t o1) {
+          for (int64_t o = o0; o < o1; ++o) y[o] = ConstArrayMap(x + o * len, len).sum() * inv;
+        },
+        grain_for(double(len), kChunkMinElements));
+    return;
+  }
+  const std::size_t nd = r.dims.size();
+  r.in_stride.assign(nd, 1);
+  r.out_stride.assign(nd, 1);
+  for (std::size_t d = nd - 1; d-- > 0;) {
+    r.in_stride[d] = r.in_stride[d + 1] * r.dims[d + 1];
+    r.out_stride[d] = r.out_stride[d + 1] * (r.red[d + 1] ? 1 : r.dims[d + 1]);
+  }
+  double* acc = scratch<double, 0>(out_n);
+  std::fill(acc, acc + out_n, 0.0);
+  r.acc = acc;
+  r.run(0, 0, 0);
+  for (int64_t i = 0; i < out_n; ++i) y[i] = float(acc[i] * double(inv));
+}
+
+}  // namespace
+
+bool is_nn_op(OpType op) {
+  switch (op) {
+    case OpType::kConv:
+    case OpType::kMaxPool:
+    case OpType::kAveragePool:
+    case OpType::kGlobalAveragePool:
+    case OpType::kGemm:
+    case OpType::kMatMul:
+    case OpType::kBatchNormalization:
+    case OpType::kLayerNormalization:
+    case OpType::kSoftmax:
+    case OpType::kReduceMean: return true;
+    default: return false;
+  }
+}
+
+std::vector<TypedShape> infer_nn(const Node& node, std::span<const ValueInfo> inputs) {
+  const DType f32 = DType::kFloat32;
+  switch (node.op) {
+    case OpType::kConv: {
+      expect_inputs(node, inputs, 2, 3);
+      require_float(node, inputs, 0, "X");
+      require_float(node, inputs, 1, "W");
+      const bool has_b = has_input(inputs, 2);
+      if (has_b) require_float(node, inputs, 2, "B");
+      const ConvGeom g =
+          conv_geom(node, inputs[0].shape, inputs[1].shape, has_b ? &inputs[2].shape : nullptr);
+      return {{f32, g.out_shape()}};
+    }
+    case OpType::kMaxPool:
+    case OpType::kAveragePool: {
+      expect_inputs(node, inputs, 1, 1);
+      require_float(node, inputs, 0, "X");
+      return {{f32, pool_geom(node, inputs[0].shape).out_shape()}};
+    }
+    case OpType::kGlobalAveragePool: {
+      expect_inputs(node, inputs, 1, 1);
+      require_float(node, inputs, 0, "X");
+      return {{f32, global_pool_shape(node, inputs[0].shape)}};
+    }
+    case OpType::kGemm: {
+      expect_inputs(node, inputs, 2, 3);
+      require_float(node, inputs, 0, "A");
+      require_float(node, inputs, 1, "B");
+      const bool has_c = has_input(inputs, 2);
+      if (has_c) require_float(node, inputs, 2, "C");
+      const GemmGeom g =
+          gemm_geom(node, inputs[0].shape, inputs[1].shape, has_c ? &inputs[2].shape : nullptr);
+      return {{f32, {g.m, g.n}}};
+    }
+    case OpType::kMatMul: {
+      expect_inputs(node, inputs, 2, 2);
+      require_float(node, inputs, 0, "A");
+      require_float(node, inputs, 1, "B");
+      return {{f32, matmul_geom(node, inputs[0].shape, inputs[1].shape).out}};
+    }
+    case OpType::kBatchNormalization: {
+      expect_inputs(node, inputs, 5, 5);
+      static const char* const kNames[] = {"X", "scale", "B", "input_mean", "input_var"};
+      for (std::size_t i = 0; i < 5; ++i) require_float(node, inputs, i, kNames[i]);
+      const Shape* ps[4] = {&inputs[1].shape, &inputs[2].shape, &inputs[3].shape, &inputs[4].shape};
+      check_batchnorm(node, inputs[0].shape, ps);
+      return {{f32, inputs[0].shape}};
+    }
+    case OpType::kLayerNormalization: {
+      expect_inputs(node, inputs, 2, 3);
+      require_float(node, inputs, 0, "X");
+      require_float(node, inputs, 1, "Scale");
+      const bool has_b = has_input(inputs, 2);
+      if (has_b) require_float(node, inputs, 2, "B");
+      const LayerNormGeom g = layernorm_geom(node, inputs[0].shape, inputs[1].shape,
+                                             has_b ? &inputs[2].shape : nullptr);
+      return {{f32, inputs[0].shape}, {f32, g.stat_shape}, {f32, g.stat_shape}};
+    }
+    case OpType::kSoftmax: {
+      expect_inputs(node, inputs, 1, 1);
+      require_float(node, inputs, 0, "input");
+      softmax_geom(node, inputs[0].shape);
+      return {{f32, inputs[0].shape}};
+    }
+    case OpType::kReduceMean: {
+      require_float(node, inputs, 0, "data");
+      std::vector<int64_t> axes;
+      bool have_axes = false;
+      if (node.opset >= 18) {
+        expect_inputs(node, inputs, 1, 2);
+        if (has_input(inputs, 1)) {
+          if (node.attrs.has("axes")) fail(node, "axes given both as attribute and as input");
+          if (inputs[1].constant == nullptr) {
+            fail(node, "input 'axes' must be a constant (output shapes must be static)");
+          }
+          axes = axes_from_tensor(node, *inputs[1].constant);
+          have_axes = true;
+        }
+      } else {
+        expect_inputs(node, inputs, 1, 1);
+      }
+      if (!have_axes && node.attrs.has("axes")) {
+        axes = node.attrs.get_ints("axes", {});
+        have_axes = true;
+      }
+      return {{f32, reduce_geom(node, inputs[0].shape, have_axes ? &axes : nullptr).out}};
+    }
+    default: fail(node, "is not a neural-network op");
+  }
+}
+
+void run_nn(const Node& node, std::span<const Tensor* const> inputs,
+            std::span<Tensor* const> outputs, ThreadPool& pool) {
+  switch (node.op) {
+    case OpType::kConv: return run_conv(node, inputs, outputs, pool);
+    case OpType::kMaxPool:
+    case OpType::kAveragePool: return run_pool(node, inputs, outputs, pool);
+    case OpType::kGlobalAveragePool: return run_global_average_pool(node, inputs, outputs, pool);
+    case OpType::kGemm: return run_gemm(node, inputs, outputs, pool);
+    case OpType::kMatMul: return run_matmul(node, inputs, outputs, pool);
+    case OpType::kBatchNormalization: return run_batchnorm(node, inputs, outputs, pool);
+    case OpType::kLayerNormalization: return run_layernorm(node, inputs, outputs, pool);
+    case OpType::kSoftmax: return run_softmax(node, inputs, outputs, pool);
+    case OpType::kReduceMean: return run_reduce_mean(node, inputs, outputs, pool);
+    default: fail(node, "is not a neural-network op");
+  }
+}
+
+}  // namespace blindfold::model::detail
