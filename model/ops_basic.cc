@@ -352,6 +352,11 @@ std::vector<TypedShape> infer_binary(const Node& node, std::span<const ValueInfo
                   (ta == DType::kInt64 && tb == DType::kInt64 && node.op != OpType::kPow) ||
                   // Pow's exponent may have its own type since opset 12.
                   (node.op == OpType::kPow && ta == DType::kFloat32 && tb == DType::kInt64);
+  if (!ok && node.op == OpType::kPow && ta == DType::kInt64) {
+    // Valid ONNX (integer Pow), outside this float engine.
+    unsupported(node, "unsupported input types " + std::string(dtype_name(ta)) + " and " +
+                          std::string(dtype_name(tb)));
+  }
   if (!ok) {
     fail(node, "unsupported input types " + std::string(dtype_name(ta)) + " and " +
                    std::string(dtype_name(tb)));
@@ -431,7 +436,7 @@ DType cast_target(const Node& node) {
   const std::int64_t to = node.attrs.get_int("to", 0);
   if (to == kOnnxFloat) return DType::kFloat32;
   if (to == kOnnxInt64) return DType::kInt64;
-  fail(node, "Cast to ONNX type " + std::to_string(to) +
+  unsupported(node, "Cast to ONNX type " + std::to_string(to) +
                  " is not supported (only 1 = float and 7 = int64)");
 }
 
@@ -467,7 +472,7 @@ Tensor constant_value(const Node& node) {
   for (const char* k : kinds) found += node.attrs.has(k) ? 1 : 0;
   if (found != 1) {
     for (const char* k : {"sparse_value", "value_string", "value_strings"}) {
-      if (node.attrs.has(k)) fail(node, std::string("attribute '") + k + "' is not supported");
+      if (node.attrs.has(k)) unsupported(node, std::string("attribute '") + k + "' is not supported");
     }
     fail(node, "needs exactly one of value, value_float(s), value_int(s)");
   }

@@ -29,6 +29,10 @@ void run_basic(const Node& node, std::span<const Tensor* const> inputs,
 /// Helpers shared by both files.
 /// Throws kBadModel "<node label>: <msg>".
 [[noreturn]] void fail(const Node& node, const std::string& msg);
+/// Throws kUnsupported "<node label>: <msg>": a valid ONNX construct this
+/// engine does not implement (e.g. 3-D pooling, Cast to double). Malformed
+/// models use fail().
+[[noreturn]] void unsupported(const Node& node, const std::string& msg);
 /// Checks the number of (present or omitted) inputs lies in [lo, hi].
 void expect_inputs(const Node& node, std::span<const ValueInfo> inputs, std::size_t lo,
                    std::size_t hi);

@@ -11,6 +11,10 @@ void fail(const Node& node, const std::string& msg) {
   throw_error(ErrorCategory::kBadModel, node.label() + ": " + msg);
 }
 
+void unsupported(const Node& node, const std::string& msg) {
+  throw_error(ErrorCategory::kUnsupported, node.label() + ": " + msg);
+}
+
 void expect_inputs(const Node& node, std::span<const ValueInfo> inputs, std::size_t lo,
                    std::size_t hi) {
   if (inputs.size() < lo || inputs.size() > hi) {
