@@ -19,6 +19,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -45,14 +46,16 @@ using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
 // two such values) far from int64 overflow.
 constexpr int64_t kMaxWindowValue = kMaxTensorElements;
 
-// Waking a pool worker costs ~10-20 us, the time of about half a million
-// multiply-adds; each parallel chunk must carry at least this much work or the
-// kernel runs on the calling thread. Batch-1 inference of small models then
-// stays single-threaded, which is what makes it fast.
-constexpr double kChunkMinMacs = 1 << 19;
+// A parallel_for round trip (waking a sleeping pool worker and waiting for
+// it) measured 70-85 us on the 2-core benchmark VM, the time of ~5 million
+// multiply-adds at this file's GEMM speed; each parallel chunk must carry at
+// least this much work or the kernel runs on the calling thread. Small
+// models at batch 1 then stay single-threaded, which is what makes them fast.
+// (With a pool whose workers spin briefly before sleeping, ~2^19 would do.)
+constexpr double kChunkMinMacs = 1 << 22;
 // The same for memory-bound loops (pooling, normalisation, softmax), in
 // elements touched.
-constexpr double kChunkMinElements = 1 << 16;
+constexpr double kChunkMinElements = 1 << 18;
 // Bound on the im2col buffer of one chunk (floats): larger convolutions are
 // processed in bands of output rows, so hostile shapes cannot ask for an
 // unbounded scratch allocation.
@@ -145,32 +148,472 @@ const Tensor& req_input(const Node& node, std::span<const Tensor* const> inputs,
   return *t;
 }
 
-// ---- matrix products --------------------------------------------------------
+// ---- SIMD matrix kernels ---------------------------------------------------
+//
+// The build targets AVX2 (x86-64-v3), but AVX-512 doubles the FMA width on
+// CPUs that have it, and ONNX Runtime uses it. So the hot kernels are written
+// once over GCC vector extensions of width W and instantiated in three entry
+// points: AVX-512 and AVX2 (compiled for those targets, chosen at run time)
+// and a baseline for any other CPU. Every helper is always_inline so that it
+// is compiled with the target of the entry point it ends up in.
+// fp-contract=fast turns a * b + c into FMAs: ISO C++ mode leaves it off.
 
-// C (m x n, row stride ldc) = or += alpha * op(A) * op(B). A is stored
-// row-major as m x k (or k x m when ta), B as k x n (or n x k when tb).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"  // wide vectors passed between inlined helpers
+#if defined(__clang__)
+// Clang contracts a * b + c within a statement by default.
+#define BF_FMA_CONTRACT
+#else
+#define BF_FMA_CONTRACT optimize("fp-contract=fast")
+#endif
+#define BF_INLINE __attribute__((always_inline)) inline
+
+template <int W>
+struct VecOf {
+  typedef float T __attribute__((vector_size(W * sizeof(float))));
+};
+template <int W>
+using vf = typename VecOf<W>::T;
+
+template <int W>
+BF_INLINE vf<W> vload(const float* p) {
+  vf<W> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+// The first n (< W) lanes from p, zeros after: never reads past p + n.
+template <int W>
+BF_INLINE vf<W> vload_n(const float* p, int64_t n) {
+  vf<W> v = {};
+  std::memcpy(&v, p, static_cast<std::size_t>(n) * sizeof(float));
+  return v;
+}
+template <int W>
+BF_INLINE void vstore(float* p, const vf<W>& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <int W>
+BF_INLINE void vstore_n(float* p, const vf<W>& v, int64_t n) {
+  std::memcpy(p, &v, static_cast<std::size_t>(n) * sizeof(float));
+}
+
+// C (m x n, row stride ldc) = alpha * A * B (+ C when accumulate).
+// A(i, l) = a[i * a_rs + l * a_cs], so either layout of A is read in place.
+// B is read in place too: row l of B starts at b + b_off[l] (a table, so that
+// a convolution can name shifted windows of its input as the rows of B), or,
+// when b_trans, B(l, j) = b[j * ldb + l] (B^T stored row-major: Gemm transB).
+struct GemmCall {
+  const float* a = nullptr;
+  int64_t a_rs = 0, a_cs = 0;
+  const float* b = nullptr;
+  const int64_t* b_off = nullptr;
+  // One past the last float of B's buffer: loads of B may run up to W - 1
+  // floats past the columns they need (into the next row), but never past this.
+  const float* b_end = nullptr;
+  int64_t ldb = 0;
+  bool b_trans = false;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  int64_t m = 0, n = 0, k = 0;
+  float alpha = 1.0f;
+  bool accumulate = false;
+};
+
+// R rows x NV vectors of C, over l in [k0, k1): a register tile that
+// broadcasts one A element per row and loads NV vectors of a B row per step.
+// Tail: the last vector holds only `tail` columns.
+template <int W, int R, int NV, bool Tail>
+BF_INLINE void axpy_tile(const GemmCall& g, int64_t i0, int64_t j0, int64_t k0, int64_t k1,
+                         bool acc_c, int64_t tail) {
+  vf<W> acc[R][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = vf<W>{};
+  const float* a = g.a + i0 * g.a_rs + k0 * g.a_cs;
+  for (int64_t l = k0; l < k1; ++l, a += g.a_cs) {
+    const float* b = g.b + g.b_off[l] + j0;
+    vf<W> bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      // A tail vector reads whole vectors while they stay inside B's buffer
+      // (the extra lanes feed only columns that are not stored).
+      bv[v] = (Tail && v == NV - 1 && b + (v + 1) * W > g.b_end) ? vload_n<W>(b + v * W, tail)
+                                                                 : vload<W>(b + v * W);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      // x - 0 folds to a plain broadcast (0 + x would not: signed zeros).
+      const vf<W> s = a[r * g.a_rs] - vf<W>{};
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] += s * bv[v];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* c = g.c + (i0 + r) * g.ldc + j0;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      vf<W> out = acc[r][v] * g.alpha;
+      if (Tail && v == NV - 1) {
+        if (acc_c) out += vload_n<W>(c + v * W, tail);
+        vstore_n<W>(c + v * W, out, tail);
+      } else {
+        if (acc_c) out += vload<W>(c + v * W);
+        vstore<W>(c + v * W, out);
+      }
+    }
+  }
+}
+
+// The rows left after the full MR-row panels (fewer than MR).
+template <int W, int R, int NV, bool Tail>
+BF_INLINE void axpy_rows_tail(const GemmCall& g, int64_t i0, int64_t j0, int64_t k0, int64_t k1,
+                              bool acc_c, int64_t tail) {
+  if constexpr (R >= 1) {
+    if (g.m - i0 == R) {
+      axpy_tile<W, R, NV, Tail>(g, i0, j0, k0, k1, acc_c, tail);
+    } else {
+      axpy_rows_tail<W, R - 1, NV, Tail>(g, i0, j0, k0, k1, acc_c, tail);
+    }
+  }
+}
+
+template <int W, int MR, int NV, bool Tail>
+BF_INLINE void axpy_rows(const GemmCall& g, int64_t j0, int64_t k0, int64_t k1, bool acc_c,
+                         int64_t tail) {
+  int64_t i0 = 0;
+  for (; i0 + MR <= g.m; i0 += MR) axpy_tile<W, MR, NV, Tail>(g, i0, j0, k0, k1, acc_c, tail);
+  axpy_rows_tail<W, MR - 1, NV, Tail>(g, i0, j0, k0, k1, acc_c, tail);
+}
+
+// The columns left after the full NV-vector tiles (fewer than NV * W): one
+// tile of up to NV vectors, the last one partial if needed.
+template <int W, int MR, int NV>
+BF_INLINE void axpy_cols_tail(const GemmCall& g, int64_t j0, int64_t k0, int64_t k1, bool acc_c) {
+  if constexpr (NV >= 1) {
+    const int64_t rest = g.n - j0;
+    if (rest <= 0) return;
+    if (rest > (NV - 1) * W) {
+      const int64_t tail = rest - (NV - 1) * W;
+      if (tail == W) {
+        axpy_rows<W, MR, NV, false>(g, j0, k0, k1, acc_c, 0);
+      } else {
+        axpy_rows<W, MR, NV, true>(g, j0, k0, k1, acc_c, tail);
+      }
+    } else {
+      axpy_cols_tail<W, MR, NV - 1>(g, j0, k0, k1, acc_c);
+    }
+  }
+}
+
+template <int W, int MR, int NV>
+BF_INLINE void axpy_gemm(const GemmCall& g) {
+  // K blocks keep the B rows a column tile touches in L1/L2 across row panels.
+  constexpr int64_t kBlock = 256;
+  for (int64_t k0 = 0; k0 < g.k; k0 += kBlock) {
+    const int64_t k1 = std::min(g.k, k0 + kBlock);
+    const bool acc_c = g.accumulate || k0 > 0;
+    int64_t j0 = 0;
+    for (; j0 + NV * W <= g.n; j0 += NV * W) axpy_rows<W, MR, NV, false>(g, j0, k0, k1, acc_c, 0);
+    axpy_cols_tail<W, MR, NV>(g, j0, k0, k1, acc_c);
+  }
+}
+
+// Sums of four vectors, with shuffles that fold them into one vector.
+template <int W>
+BF_INLINE void reduce4(const vf<W>& a0, const vf<W>& a1, const vf<W>& a2, const vf<W>& a3,
+                       float* out) {
+  if constexpr (W == 16) {
+    reduce4<8>(__builtin_shufflevector(a0, a0, 0, 1, 2, 3, 4, 5, 6, 7) +
+                   __builtin_shufflevector(a0, a0, 8, 9, 10, 11, 12, 13, 14, 15),
+               __builtin_shufflevector(a1, a1, 0, 1, 2, 3, 4, 5, 6, 7) +
+                   __builtin_shufflevector(a1, a1, 8, 9, 10, 11, 12, 13, 14, 15),
+               __builtin_shufflevector(a2, a2, 0, 1, 2, 3, 4, 5, 6, 7) +
+                   __builtin_shufflevector(a2, a2, 8, 9, 10, 11, 12, 13, 14, 15),
+               __builtin_shufflevector(a3, a3, 0, 1, 2, 3, 4, 5, 6, 7) +
+                   __builtin_shufflevector(a3, a3, 8, 9, 10, 11, 12, 13, 14, 15),
+               out);
+  } else {
+    static_assert(W == 8);
+    const vf<8> p = __builtin_shufflevector(a0, a1, 0, 1, 2, 3, 8, 9, 10, 11) +
+                    __builtin_shufflevector(a0, a1, 4, 5, 6, 7, 12, 13, 14, 15);
+    const vf<8> q = __builtin_shufflevector(a2, a3, 0, 1, 2, 3, 8, 9, 10, 11) +
+                    __builtin_shufflevector(a2, a3, 4, 5, 6, 7, 12, 13, 14, 15);
+    const vf<8> u = __builtin_shufflevector(p, q, 0, 1, 4, 5, 8, 9, 12, 13) +
+                    __builtin_shufflevector(p, q, 2, 3, 6, 7, 10, 11, 14, 15);
+    const vf<8> w = u + __builtin_shufflevector(u, u, 1, 0, 3, 2, 5, 4, 7, 6);
+    out[0] = w[0];
+    out[1] = w[2];
+    out[2] = w[4];
+    out[3] = w[6];
+  }
+}
+
+// R rows x NC columns of C = A * B^T: dot products of contiguous rows of A
+// and of B^T, reduced at the end. Columns past n reuse the last valid B^T
+// row and are not stored. For few rows of A (batch-1 fully connected
+// layers): with many, gemm() transposes B^T and uses the axpy kernel.
+template <int W, int R, int NC>
+BF_INLINE void dot_tile(const GemmCall& g, int64_t i0, int64_t j0) {
+  static_assert(NC % 4 == 0);
+  vf<W> acc[R][NC];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < NC; ++j) acc[r][j] = vf<W>{};
+  const int64_t cols = std::min<int64_t>(NC, g.n - j0);
+  const float* b[NC];
+#pragma GCC unroll 8
+  for (int j = 0; j < NC; ++j) b[j] = g.b + (j0 + std::min<int64_t>(j, cols - 1)) * g.ldb;
+  const float* a = g.a + i0 * g.a_rs;
+  int64_t l = 0;
+  for (; l + W <= g.k; l += W) {
+    vf<W> bv[NC];
+#pragma GCC unroll 8
+    for (int j = 0; j < NC; ++j) bv[j] = vload<W>(b[j] + l);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const vf<W> av = vload<W>(a + r * g.a_rs + l);
+#pragma GCC unroll 8
+      for (int j = 0; j < NC; ++j) acc[r][j] += av * bv[j];
+    }
+  }
+  if (l < g.k) {
+    const int64_t n = g.k - l;
+    vf<W> bv[NC];
+#pragma GCC unroll 8
+    for (int j = 0; j < NC; ++j) bv[j] = vload_n<W>(b[j] + l, n);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const vf<W> av = vload_n<W>(a + r * g.a_rs + l, n);
+#pragma GCC unroll 8
+      for (int j = 0; j < NC; ++j) acc[r][j] += av * bv[j];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float s[NC];
+#pragma GCC unroll 2
+    for (int q = 0; q < NC; q += 4) {
+      reduce4<W>(acc[r][q], acc[r][q + 1], acc[r][q + 2], acc[r][q + 3], s + q);
+    }
+    float* c = g.c + (i0 + r) * g.ldc + j0;
+    for (int64_t j = 0; j < cols; ++j) c[j] = g.alpha * s[j] + (g.accumulate ? c[j] : 0.0f);
+  }
+}
+
+template <int W, int R, int NC>
+BF_INLINE void dot_rows_tail(const GemmCall& g, int64_t i0, int64_t j0) {
+  if constexpr (R >= 1) {
+    if (g.m - i0 == R) {
+      dot_tile<W, R, NC>(g, i0, j0);
+    } else {
+      dot_rows_tail<W, R - 1, NC>(g, i0, j0);
+    }
+  }
+}
+
+template <int W, int MR, int NC>
+BF_INLINE void dot_gemm(const GemmCall& g) {
+  // Column groups outside: their NC rows of B^T stay in L1 across all rows.
+  for (int64_t j0 = 0; j0 < g.n; j0 += NC) {
+    int64_t i0 = 0;
+    for (; i0 + MR <= g.m; i0 += MR) dot_tile<W, MR, NC>(g, i0, j0);
+    dot_rows_tail<W, MR - 1, NC>(g, i0, j0);
+  }
+}
+
+// Register tiles: AVX-512 has 32 vector registers (8x3 accumulators + 3 B
+// vectors + a broadcast; 4x4 + 4 + 1), AVX2 and older 16 (6x2 + 3; 2x4 + 5).
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"), BF_FMA_CONTRACT)) void gemm_avx512(
+    const GemmCall& g) {
+  if (g.b_trans) {
+    dot_gemm<16, 4, 4>(g);
+  } else {
+    axpy_gemm<16, 8, 3>(g);
+  }
+}
+__attribute__((target("avx2,fma"), BF_FMA_CONTRACT)) void gemm_avx2(const GemmCall& g) {
+  if (g.b_trans) {
+    dot_gemm<8, 2, 4>(g);
+  } else {
+    axpy_gemm<8, 6, 2>(g);
+  }
+}
+__attribute__((BF_FMA_CONTRACT)) void gemm_baseline(const GemmCall& g) {
+  if (g.b_trans) {
+    dot_gemm<8, 2, 4>(g);
+  } else {
+    axpy_gemm<8, 6, 2>(g);
+  }
+}
+
+// 2x2 windows, stride 2, no padding (LeNet, VGG): rows of 16 inputs give 8
+// outputs through a vertical max/sum and an even/odd lane shuffle.
+BF_INLINE vf<8> vmax(vf<8> a, vf<8> b) {
+  return a < b ? b : a;
+}  // std::max's NaN rule
+
+void pool_2x2_s2(const float* x, int64_t in_h, int64_t in_w, float* y, int64_t oh, int64_t ow,
+                 bool is_max) {
+  (void)in_h;
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    const float* r0 = x + 2 * oy * in_w;
+    const float* r1 = r0 + in_w;
+    float* yr = y + oy * ow;
+    int64_t ox = 0;
+    for (; ox + 8 <= ow; ox += 8) {
+      const vf<8> a0 = vload<8>(r0 + 2 * ox), a1 = vload<8>(r0 + 2 * ox + 8);
+      const vf<8> b0 = vload<8>(r1 + 2 * ox), b1 = vload<8>(r1 + 2 * ox + 8);
+      const vf<8> v0 = is_max ? vmax(a0, b0) : a0 + b0;
+      const vf<8> v1 = is_max ? vmax(a1, b1) : a1 + b1;
+      const vf<8> ev = __builtin_shufflevector(v0, v1, 0, 2, 4, 6, 8, 10, 12, 14);
+      const vf<8> od = __builtin_shufflevector(v0, v1, 1, 3, 5, 7, 9, 11, 13, 15);
+      vstore<8>(yr + ox, is_max ? vmax(ev, od) : (ev + od) * 0.25f);
+    }
+    for (; ox < ow; ++ox) {
+      const float* a = r0 + 2 * ox;
+      const float* b = r1 + 2 * ox;
+      yr[ox] = is_max ? std::max(std::max(a[0], a[1]), std::max(b[0], b[1]))
+                      : ((a[0] + b[0]) + (a[1] + b[1])) * 0.25f;
+    }
+  }
+}
+
+// dst (cols x rows, row stride ldd) = transpose of src (rows x cols, row
+// stride lds), by 8 x 8 blocks transposed in registers.
+void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd) {
+  int64_t r0 = 0;
+  for (; r0 + 8 <= rows; r0 += 8) {
+    int64_t c0 = 0;
+    for (; c0 + 8 <= cols; c0 += 8) {
+      const float* s = src + r0 * lds + c0;
+      const vf<8> a0 = vload<8>(s), a1 = vload<8>(s + lds), a2 = vload<8>(s + 2 * lds),
+                  a3 = vload<8>(s + 3 * lds), a4 = vload<8>(s + 4 * lds),
+                  a5 = vload<8>(s + 5 * lds), a6 = vload<8>(s + 6 * lds),
+                  a7 = vload<8>(s + 7 * lds);
+      const vf<8> t0 = __builtin_shufflevector(a0, a1, 0, 8, 1, 9, 4, 12, 5, 13);
+      const vf<8> t1 = __builtin_shufflevector(a0, a1, 2, 10, 3, 11, 6, 14, 7, 15);
+      const vf<8> t2 = __builtin_shufflevector(a2, a3, 0, 8, 1, 9, 4, 12, 5, 13);
+      const vf<8> t3 = __builtin_shufflevector(a2, a3, 2, 10, 3, 11, 6, 14, 7, 15);
+      const vf<8> t4 = __builtin_shufflevector(a4, a5, 0, 8, 1, 9, 4, 12, 5, 13);
+      const vf<8> t5 = __builtin_shufflevector(a4, a5, 2, 10, 3, 11, 6, 14, 7, 15);
+      const vf<8> t6 = __builtin_shufflevector(a6, a7, 0, 8, 1, 9, 4, 12, 5, 13);
+      const vf<8> t7 = __builtin_shufflevector(a6, a7, 2, 10, 3, 11, 6, 14, 7, 15);
+      const vf<8> u0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);
+      const vf<8> u1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+      const vf<8> u2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);
+      const vf<8> u3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+      const vf<8> u4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);
+      const vf<8> u5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+      const vf<8> u6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
+      const vf<8> u7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+      float* d = dst + c0 * ldd + r0;
+      vstore<8>(d, __builtin_shufflevector(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11));
+      vstore<8>(d + ldd, __builtin_shufflevector(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11));
+      vstore<8>(d + 2 * ldd, __builtin_shufflevector(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11));
+      vstore<8>(d + 3 * ldd, __builtin_shufflevector(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11));
+      vstore<8>(d + 4 * ldd, __builtin_shufflevector(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15));
+      vstore<8>(d + 5 * ldd, __builtin_shufflevector(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15));
+      vstore<8>(d + 6 * ldd, __builtin_shufflevector(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15));
+      vstore<8>(d + 7 * ldd, __builtin_shufflevector(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+    for (int64_t r = r0; r < r0 + 8; ++r) {
+      for (int64_t c = c0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+    }
+  }
+  for (int64_t r = r0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+  }
+}
+
+#pragma GCC diagnostic pop
+
+enum class SimdLevel { kBaseline, kAvx2, kAvx512 };
+
+SimdLevel cpu_simd_level() {
+  static const SimdLevel level = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
+      return SimdLevel::kAvx512;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SimdLevel::kAvx2;
+    return SimdLevel::kBaseline;
+  }();
+  return level;
+}
+
+// Tests lower this to cover every kernel variant on one machine.
+std::atomic<int> g_simd_cap{static_cast<int>(SimdLevel::kAvx512)};
+
+void run_gemm_call(const GemmCall& g) {
+  if (g.m <= 0 || g.n <= 0) return;
+  if (g.k <= 0) {
+    if (!g.accumulate) {
+      for (int64_t i = 0; i < g.m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + g.n, 0.0f);
+    }
+    return;
+  }
+  const SimdLevel level = static_cast<SimdLevel>(
+      std::min(static_cast<int>(cpu_simd_level()), g_simd_cap.load(std::memory_order_relaxed)));
+  switch (level) {
+    case SimdLevel::kAvx512: return gemm_avx512(g);
+    case SimdLevel::kAvx2: return gemm_avx2(g);
+    case SimdLevel::kBaseline: return gemm_baseline(g);
+  }
+}
+
+// C (m x n, row stride ldc) = alpha * op(A) * op(B) (+ C when accumulate). A
+// is stored row-major as m x k (or k x m when ta), B as k x n (or n x k when
+// tb).
 void gemm(const float* a, int64_t lda, bool ta, const float* b, int64_t ldb, bool tb, float* c,
           int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, bool accumulate) {
   if (m <= 0 || n <= 0) return;
-  MatMap cm(c, m, n, Eigen::OuterStride<>(ldc));
-  if (k <= 0) {
-    if (!accumulate) cm.setZero();
+  if (ta && tb && k > 0) {
+    // Rare in models (no layout reads both in place): Eigen.
+    MatMap cm(c, m, n, Eigen::OuterStride<>(ldc));
+    const ConstMatMap am(a, k, m, Eigen::OuterStride<>(lda));
+    const ConstMatMap bm(b, n, k, Eigen::OuterStride<>(ldb));
+    if (accumulate) {
+      cm.noalias() += alpha * am.transpose() * bm.transpose();
+    } else {
+      cm.noalias() = alpha * am.transpose() * bm.transpose();
+    }
     return;
   }
-  const ConstMatMap am(a, ta ? k : m, ta ? m : k, Eigen::OuterStride<>(lda));
-  const ConstMatMap bm(b, tb ? n : k, tb ? k : n, Eigen::OuterStride<>(ldb));
-  // Eigen folds the scalar and the transposes into its GEMM/GEMV kernels.
-  if (accumulate) {
-    if (!ta && !tb) cm.noalias() += alpha * am * bm;
-    if (ta && !tb) cm.noalias() += alpha * am.transpose() * bm;
-    if (!ta && tb) cm.noalias() += alpha * am * bm.transpose();
-    if (ta && tb) cm.noalias() += alpha * am.transpose() * bm.transpose();
-  } else {
-    if (!ta && !tb) cm.noalias() = alpha * am * bm;
-    if (ta && !tb) cm.noalias() = alpha * am.transpose() * bm;
-    if (!ta && tb) cm.noalias() = alpha * am * bm.transpose();
-    if (ta && tb) cm.noalias() = alpha * am.transpose() * bm.transpose();
+  if (tb && m >= 16) {
+    // The dot-product kernel loads two vectors per two FMAs and is bound by
+    // (unaligned) loads; with enough rows, transposing B^T once (k * n
+    // moves against m * k * n multiply-adds) pays for the axpy kernel.
+    float* bt = scratch<float, 3>(k * n);
+    transpose(b, n, k, ldb, bt, n);
+    b = bt;
+    ldb = n;
+    tb = false;
   }
+  GemmCall g;
+  g.a = a;
+  g.a_rs = ta ? 1 : lda;
+  g.a_cs = ta ? lda : 1;
+  g.b = b;
+  g.ldb = ldb;
+  g.b_trans = tb;
+  g.c = c;
+  g.ldc = ldc;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.alpha = alpha;
+  g.accumulate = accumulate;
+  if (!tb) {
+    int64_t* off = scratch<int64_t, 1>(k);
+    for (int64_t l = 0; l < k; ++l) off[l] = l * ldb;
+    g.b_off = off;
+    g.b_end = b + (k - 1) * ldb + n;
+  }
+  run_gemm_call(g);
 }
 
 // gemm() split over the pool by row blocks (or column blocks when the result
@@ -412,36 +855,109 @@ void im2col(const ConvGeom& g, const float* x, int64_t oy0, int64_t oy1, float* 
   }
 }
 
-// Output rows [oy0, oy1) of every output channel of one image.
-void conv_rows(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y,
-               int64_t oy0, int64_t oy1) {
-  const int64_t ow = g.win.out[1];
-  const int64_t plane = g.out_plane();
-  const int64_t k = g.k_size();
-  if (bias != nullptr) {
+// What every chunk of one Conv call shares.
+struct ConvPlan {
+  const ConvGeom* g = nullptr;
+  const float* x = nullptr;
+  const float* x_end = nullptr;  // end of the input tensor
+  const float* w = nullptr;
+  const float* bias = nullptr;
+  float* y = nullptr;
+  // Stride 1 convolutions skip im2col. Over a "virtual" output grid as wide
+  // as the (padded) input, row l = (c, i, j) of the GEMM's B operand is the
+  // input shifted by (i * dh, j * dw): a contiguous run of the input, named
+  // by the offset table b_off. Virtual columns ow..wp-1 of each row are
+  // wasted work, dropped when the result is copied out.
+  bool direct = false;
+  bool padded = false;  // direct from a zero-padded copy of the input
+  int64_t hp = 0, wp = 0;
+  const int64_t* b_off = nullptr;
+};
+
+// Output rows [oy0, oy1) of every output channel of image `img`.
+void conv_rows(const ConvPlan& p, int64_t img, int64_t oy0, int64_t oy1) {
+  const ConvGeom& g = *p.g;
+  const Window& win = g.win;
+  const int64_t ow = win.out[1], plane = g.out_plane(), k = g.k_size();
+  const float* x = p.x + img * g.c * g.in_plane();
+  float* y = p.y + img * g.m * plane;
+  if (p.direct) {
+    const int64_t hp = p.hp, wp = p.wp;
+    // Bands of rows bound the temporary result.
+    const int64_t band = std::max<int64_t>(1, kIm2colMaxFloats / std::max<int64_t>(1, g.mg * wp));
+    for (int64_t grp = 0; grp < g.group; ++grp) {
+      const float* src = x + grp * g.cg * g.in_plane();
+      const float* src_end = p.x_end;
+      if (p.padded) {
+        float* pad = scratch<float, 2>(g.cg * hp * wp);
+        std::fill(pad, pad + g.cg * hp * wp, 0.0f);
+        for (int64_t c = 0; c < g.cg; ++c) {
+          for (int64_t iy = 0; iy < win.in[0]; ++iy) {
+            std::copy_n(src + (c * win.in[0] + iy) * win.in[1], win.in[1],
+                        pad + (c * hp + iy + win.pad_begin[0]) * wp + win.pad_begin[1]);
+          }
+        }
+        src = pad;
+        src_end = pad + g.cg * hp * wp;
+      }
+      const float* bias = p.bias ? p.bias + grp * g.mg : nullptr;
+      float* yg = y + grp * g.mg * plane;
+      for (int64_t b0 = oy0; b0 < oy1; b0 += band) {
+        const int64_t b1 = std::min(oy1, b0 + band);
+        GemmCall call;
+        call.a = p.w + grp * g.mg * k;
+        call.a_rs = k;
+        call.a_cs = 1;
+        call.b = src + b0 * wp;
+        call.b_off = p.b_off;
+        call.b_end = src_end;
+        call.m = g.mg;
+        call.n = (b1 - b0 - 1) * wp + ow;
+        call.k = k;
+        if (wp == ow) {
+          // No wasted columns: write the output in place, bias first.
+          call.c = yg + b0 * ow;
+          call.ldc = plane;
+          call.accumulate = bias != nullptr;
+          if (bias) {
+            for (int64_t m = 0; m < g.mg; ++m) {
+              std::fill(yg + m * plane + b0 * ow, yg + m * plane + b1 * ow, bias[m]);
+            }
+          }
+          run_gemm_call(call);
+          continue;
+        }
+        float* tmp = scratch<float, 0>(g.mg * call.n);
+        call.c = tmp;
+        call.ldc = call.n;
+        run_gemm_call(call);
+        for (int64_t m = 0; m < g.mg; ++m) {
+          const float bv = bias ? bias[m] : 0.0f;
+          for (int64_t oy = b0; oy < b1; ++oy) {
+            const float* t = tmp + m * call.n + (oy - b0) * wp;
+            float* o = yg + m * plane + oy * ow;
+            for (int64_t ox = 0; ox < ow; ++ox) o[ox] = t[ox] + bv;
+          }
+        }
+      }
+    }
+    return;
+  }
+  if (p.bias != nullptr) {
     for (int64_t m = 0; m < g.m; ++m) {
-      std::fill(y + m * plane + oy0 * ow, y + m * plane + oy1 * ow, bias[m]);
+      std::fill(y + m * plane + oy0 * ow, y + m * plane + oy1 * ow, p.bias[m]);
     }
   }
-  const bool pointwise = g.pointwise();
   // Bands of output rows keep the im2col buffer bounded.
-  const int64_t band =
-      pointwise ? oy1 - oy0 : std::max<int64_t>(1, kIm2colMaxFloats / std::max<int64_t>(1, k * ow));
+  const int64_t band = std::max<int64_t>(1, kIm2colMaxFloats / std::max<int64_t>(1, k * ow));
   for (int64_t b0 = oy0; b0 < oy1; b0 += band) {
     const int64_t b1 = std::min(oy1, b0 + band);
     const int64_t cols = (b1 - b0) * ow;
-    float* col = pointwise ? nullptr : scratch<float, 0>(k * cols);
+    float* col = scratch<float, 0>(k * cols);
     for (int64_t grp = 0; grp < g.group; ++grp) {
-      const float* xg = x + grp * g.cg * g.in_plane();
-      const float* b_mat = xg + b0 * ow;
-      int64_t ldb = g.in_plane();
-      if (!pointwise) {
-        im2col(g, xg, b0, b1, col);
-        b_mat = col;
-        ldb = cols;
-      }
-      gemm(w + grp * g.mg * k, k, false, b_mat, ldb, false, y + grp * g.mg * plane + b0 * ow, plane,
-           g.mg, cols, k, 1.0f, bias != nullptr);
+      im2col(g, x + grp * g.cg * g.in_plane(), b0, b1, col);
+      gemm(p.w + grp * g.mg * k, k, false, col, cols, false, y + grp * g.mg * plane + b0 * ow,
+           plane, g.mg, cols, k, 1.0f, p.bias != nullptr);
     }
   }
 }
@@ -514,9 +1030,32 @@ void run_conv(const Node& node, std::span<const Tensor* const> inputs,
     return;
   }
 
+  ConvPlan plan;
+  plan.g = &g;
+  plan.x = x;
+  plan.x_end = x + xt.numel();
+  plan.w = w;
+  plan.bias = bias;
+  plan.y = y;
+  const Window& win = g.win;
+  plan.direct = win.stride[0] == 1 && win.stride[1] == 1;
+  if (plan.direct) {
+    plan.padded = win.pad_begin[0] || win.pad_begin[1] || win.pad_end[0] || win.pad_end[1];
+    plan.hp = win.in[0] + win.pad_begin[0] + win.pad_end[0];
+    plan.wp = win.in[1] + win.pad_begin[1] + win.pad_end[1];
+    // Shared read-only by all chunks; filled before any of them starts.
+    int64_t* off = scratch<int64_t, 0>(g.k_size());
+    int64_t l = 0;
+    for (int64_t c = 0; c < g.cg; ++c)
+      for (int64_t i = 0; i < win.kernel[0]; ++i)
+        for (int64_t j = 0; j < win.kernel[1]; ++j) {
+          off[l++] = (c * plan.hp + i * win.dilation[0]) * plan.wp + j * win.dilation[1];
+        }
+    plan.b_off = off;
+  }
   // Work items are (image, output row): a batch splits by images, a single
-  // large image by bands of rows, each chunk with its own im2col buffer.
-  const double row_macs = double(g.m) * double(g.k_size()) * double(g.win.out[1]);
+  // large image by bands of rows, each chunk with its own scratch buffers.
+  const double row_macs = double(g.m) * double(g.k_size()) * double(win.out[1]);
   pool.parallel_for(
       g.n * oh,
       [&](int64_t r0, int64_t r1) {
@@ -524,7 +1063,7 @@ void run_conv(const Node& node, std::span<const Tensor* const> inputs,
           const int64_t img = r / oh;
           const int64_t oy0 = r % oh;
           const int64_t oy1 = std::min(oh, oy0 + (r1 - r));
-          conv_rows(g, x + img * in_image, w, bias, y + img * out_image, oy0, oy1);
+          conv_rows(plan, img, oy0, oy1);
           r += oy1 - oy0;
         }
       },
@@ -588,7 +1127,8 @@ void tap_ranges(const Window& w, int d, TapRange* out) {
 
 // Pooling is separable: each output row first reduces the valid input rows of
 // its window into a temporary row (contiguous, vectorised), then reduces
-// columns of that row.
+// columns of that row: interior columns (whole window inside the input) with
+// one vectorisable pass per kernel column, the few edge columns one by one.
 void run_pool(const Node& node, std::span<const Tensor* const> inputs,
               std::span<Tensor* const> outputs, ThreadPool& pool) {
   const Tensor& xt = req_input(node, inputs, 0);
@@ -597,14 +1137,45 @@ void run_pool(const Node& node, std::span<const Tensor* const> inputs,
   const bool is_max = node.op == OpType::kMaxPool;
   const Window& w = g.win;
   const int64_t in_h = w.in[0], in_w = w.in[1], oh = w.out[0], ow = w.out[1];
+  const int64_t kw = w.kernel[1], sw = w.stride[1], dw = w.dilation[1], pl = w.pad_begin[1];
   std::vector<TapRange> rows(static_cast<std::size_t>(oh)), cols(static_cast<std::size_t>(ow));
   tap_ranges(w, 0, rows.data());
   tap_ranges(w, 1, cols.data());
+  // Interior columns [cx0, cx1): every tap inside the input.
+  int64_t cx0 = 0;
+  while (cx0 < ow && !(cols[std::size_t(cx0)].lo == 0 && cols[std::size_t(cx0)].hi == kw)) ++cx0;
+  int64_t cx1 = cx0;
+  while (cx1 < ow && cols[std::size_t(cx1)].lo == 0 && cols[std::size_t(cx1)].hi == kw) ++cx1;
+  // Average pooling divides by (row count) * (column count); keep the
+  // column reciprocals.
+  std::vector<float> inv_cols;
+  if (!is_max) {
+    inv_cols.resize(static_cast<std::size_t>(ow));
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const TapRange& c = cols[std::size_t(ox)];
+      const int64_t n = g.count_include_pad ? c.padded : c.hi - c.lo;
+      inv_cols[std::size_t(ox)] = n > 0 ? 1.0f / float(n) : 0.0f;
+    }
+  }
   const float* x = xt.f32().data();
   float* y = yt.f32().data();
   const float lowest = std::numeric_limits<float>::lowest();
   const double work =
       double(oh) * (double(w.kernel[0]) * double(in_w) + double(ow) * double(w.kernel[1]));
+  if (w.kernel[0] == 2 && w.kernel[1] == 2 && w.stride[0] == 2 && w.stride[1] == 2 &&
+      w.dilation[0] == 1 && w.dilation[1] == 1 && w.pad_begin[0] == 0 && w.pad_begin[1] == 0 &&
+      2 * oh <= in_h && 2 * ow <= in_w) {
+    // Every window whole and inside the input (no ceil_mode partial windows).
+    pool.parallel_for(
+        g.n * g.c,
+        [&](int64_t p0, int64_t p1) {
+          for (int64_t p = p0; p < p1; ++p) {
+            pool_2x2_s2(x + p * in_h * in_w, in_h, in_w, y + p * oh * ow, oh, ow, is_max);
+          }
+        },
+        grain_for(work, kChunkMinElements));
+    return;
+  }
   pool.parallel_for(
       g.n * g.c,
       [&](int64_t p0, int64_t p1) {
@@ -629,21 +1200,37 @@ void run_pool(const Node& node, std::span<const Tensor* const> inputs,
                 for (int64_t ix = 0; ix < in_w; ++ix) tmp[ix] += xr[ix];
               }
             }
-            for (int64_t ox = 0; ox < ow; ++ox) {
-              const TapRange& c = cols[static_cast<std::size_t>(ox)];
-              const int64_t base_x = ox * w.stride[1] - w.pad_begin[1];
-              if (is_max) {
-                float v = lowest;
-                for (int64_t j = c.lo; j < c.hi; ++j)
-                  v = std::max(v, tmp[base_x + j * w.dilation[1]]);
-                yr[ox] = v;
-              } else {
-                float s = 0.0f;
-                for (int64_t j = c.lo; j < c.hi; ++j) s += tmp[base_x + j * w.dilation[1]];
-                const int64_t count =
-                    g.count_include_pad ? r.padded * c.padded : (r.hi - r.lo) * (c.hi - c.lo);
-                yr[ox] = count > 0 ? s / float(count) : 0.0f;
+            // Interior: tap j of output ox is tmp[ox * sw + j * dw - pl].
+            if (cx1 > cx0) {
+              const float* t0 = tmp + cx0 * sw - pl;
+              float* yo = yr + cx0;
+              const int64_t n = cx1 - cx0;
+              for (int64_t o = 0; o < n; ++o) yo[o] = t0[o * sw];
+              for (int64_t j = 1; j < kw; ++j) {
+                const float* tj = t0 + j * dw;
+                if (is_max) {
+                  for (int64_t o = 0; o < n; ++o) yo[o] = std::max(yo[o], tj[o * sw]);
+                } else {
+                  for (int64_t o = 0; o < n; ++o) yo[o] += tj[o * sw];
+                }
               }
+            }
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              if (ox == cx0) ox = cx1;
+              if (ox >= ow) break;
+              const TapRange& c = cols[static_cast<std::size_t>(ox)];
+              const int64_t base_x = ox * sw - pl;
+              float v = is_max ? lowest : 0.0f;
+              for (int64_t j = c.lo; j < c.hi; ++j) {
+                const float t = tmp[base_x + j * dw];
+                v = is_max ? std::max(v, t) : v + t;
+              }
+              yr[ox] = v;
+            }
+            if (!is_max) {
+              const int64_t rn = g.count_include_pad ? r.padded : r.hi - r.lo;
+              const float inv_r = 1.0f / float(rn);
+              for (int64_t ox = 0; ox < ow; ++ox) yr[ox] *= inv_r * inv_cols[std::size_t(ox)];
             }
           }
         }
@@ -1243,6 +1830,12 @@ void run_reduce_mean(const Node& node, std::span<const Tensor* const> inputs,
 }
 
 }  // namespace
+
+// Test hook (declared by ops_nn_test.cc): caps the SIMD level of the matrix
+// kernels (0 baseline, 1 AVX2, 2 AVX-512) so one machine covers every variant.
+void set_nn_simd_cap_for_testing(int level) {
+  g_simd_cap.store(level, std::memory_order_relaxed);
+}
 
 bool is_nn_op(OpType op) {
   switch (op) {

@@ -16,6 +16,12 @@
 #include "model/ops_internal.h"
 #include "model/shape_inference.h"
 
+namespace blindfold::model::detail {
+// Defined in ops_nn.cc: caps the SIMD level of the matrix kernels (0
+// baseline, 1 AVX2, 2 AVX-512) so one machine tests every variant.
+void set_nn_simd_cap_for_testing(int level);
+}  // namespace blindfold::model::detail
+
 namespace blindfold::model {
 namespace {
 
@@ -1104,6 +1110,48 @@ TEST(OpsNnReduceMean, Errors) {
       },
       "inputs");
 }
+
+// The conv / Gemm / MatMul tests again on the narrower kernel variants (the
+// machine may pick AVX-512 for the tests above).
+class OpsNnSimdLevel : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { detail::set_nn_simd_cap_for_testing(GetParam()); }
+  void TearDown() override { detail::set_nn_simd_cap_for_testing(2); }
+};
+
+TEST_P(OpsNnSimdLevel, ConvGemmMatMul) {
+  std::mt19937 rng(61);
+  ThreadPool pool(2);
+  check_conv({1, 1, 28, 28, 16, 5, 5}, rng, pool);
+  check_conv({2, 16, 12, 12, 16, 5, 5}, rng, pool);
+  check_conv({2, 8, 7, 9, 12, 1, 1}, rng, pool);
+  check_conv({1, 3, 9, 11, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1}, rng, pool);
+  check_conv({2, 6, 10, 10, 6, 3, 3, 1, 2, 2, 1, 2, 1, 0, 2, 3, false}, rng, pool);
+  check_conv({1, 5, 13, 17, 7, 3, 2, 1, 1, 2, 1, 1, 2, 0, 1}, rng, pool);
+  check_matmul({2, 3, 4, 5}, {5, 6}, {2, 3, 4, 6}, rng, pool);
+  check_matmul({3, 1, 4, 5}, {2, 5, 6}, {3, 2, 4, 6}, rng, pool);
+  check_matmul({5}, {5, 6}, {6}, rng, pool);
+  check_matmul({37, 29}, {29, 53}, {37, 53}, rng, pool);
+  for (int tb = 0; tb < 2; ++tb) {
+    for (const auto& [m, k, n] : {std::tuple<std::int64_t, std::int64_t, std::int64_t>{1, 33, 7},
+                                  {5, 17, 9},
+                                  {19, 40, 21},
+                                  {64, 100, 35}}) {
+      const Tensor a = random_tensor(rng, {m, k});
+      const Tensor b = random_tensor(rng, tb ? Shape{n, k} : Shape{k, n});
+      Node node = make_node(OpType::kGemm, 2);
+      set_int(node, "transB", tb);
+      F32 bb(static_cast<std::size_t>(k * n));
+      for (std::int64_t l = 0; l < k; ++l)
+        for (std::int64_t j = 0; j < n; ++j)
+          bb[static_cast<std::size_t>(l * n + j)] =
+              b.f32()[static_cast<std::size_t>(tb ? j * k + l : l * n + j)];
+      expect_close(run(node, {&a, &b}, pool)[0], ref_matmul(a.to_float_vector(), bb, m, k, n));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, OpsNnSimdLevel, ::testing::Values(0, 1));
 
 }  // namespace
 }  // namespace blindfold::model
