@@ -481,6 +481,74 @@ void pool_2x2_s2(const float* x, int64_t in_h, int64_t in_w, float* y, int64_t o
   }
 }
 
+// Stride-1 convolution vectorised over output channels, for layers with few
+// channels and narrow rows (LeNet-like), where the virtual-width GEMM wastes
+// up to half its work. A register tile is RR output rows x 8 output columns
+// x W channels; per kernel tap it loads one weight vector and broadcasts each
+// pixel's input. Results go to a pixel-major buffer (pixel, channel) that the
+// caller transposes into NCHW.
+struct ChConvCall {
+  const float* src = nullptr;    // padded input of the group, at the first output row
+  int64_t wp = 0;                // its row stride
+  const int64_t* off = nullptr;  // per tap (c, i, j): offset of the tap in src
+  int64_t k = 0;                 // taps
+  const float* wt = nullptr;     // weights, k x mpad (tap-major)
+  const float* bias = nullptr;   // mpad values
+  int64_t mpad = 0;              // output channels, rounded up to the vector width
+  int64_t rows = 0, cols = 0;    // output tile extent: multiples of RR and 8
+  float* out = nullptr;          // (rows * cols) x mpad
+};
+
+template <int W, int RR>
+BF_INLINE void chconv_tile(const ChConvCall& g, int64_t r0, int64_t c0, int64_t cb) {
+  vf<W> acc[RR][8];
+  const vf<W> bias = vload<W>(g.bias + cb);
+#pragma GCC unroll 8
+  for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) acc[r][t] = bias;
+  const float* src = g.src + r0 * g.wp + c0;
+  const float* wt = g.wt + cb;
+  for (int64_t l = 0; l < g.k; ++l, wt += g.mpad) {
+    const vf<W> wv = vload<W>(wt);
+    // One base pointer per tile row: the broadcasts then address
+    // base + constant.
+    const float* s[RR];
+    s[0] = src + g.off[l];
+#pragma GCC unroll 8
+    for (int r = 1; r < RR; ++r) s[r] = s[r - 1] + g.wp;
+#pragma GCC unroll 8
+    for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) acc[r][t] += (s[r][t] - vf<W>{}) * wv;
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t)
+      vstore<W>(g.out + ((r0 + r) * g.cols + c0 + t) * g.mpad + cb, acc[r][t]);
+}
+
+template <int W, int RR>
+BF_INLINE void chconv(const ChConvCall& g) {
+  for (int64_t cb = 0; cb < g.mpad; cb += W)
+    for (int64_t r0 = 0; r0 < g.rows; r0 += RR)
+      for (int64_t c0 = 0; c0 < g.cols; c0 += 8) chconv_tile<W, RR>(g, r0, c0, cb);
+}
+
+// Tiles: AVX-512 3 x 8 accumulators (plus a weight vector), others 1 x 8.
+constexpr int64_t kChConvRowsAvx512 = 3;
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"), BF_FMA_CONTRACT)) void chconv_avx512(
+    const ChConvCall& g) {
+  chconv<16, kChConvRowsAvx512>(g);
+}
+__attribute__((target("avx2,fma"), BF_FMA_CONTRACT)) void chconv_avx2(const ChConvCall& g) {
+  chconv<8, 1>(g);
+}
+__attribute__((BF_FMA_CONTRACT)) void chconv_baseline(const ChConvCall& g) {
+  chconv<8, 1>(g);
+}
+
 // dst (cols x rows, row stride ldd) = transpose of src (rows x cols, row
 // stride lds), by 8 x 8 blocks transposed in registers.
 void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd) {
@@ -548,6 +616,11 @@ SimdLevel cpu_simd_level() {
 // Tests lower this to cover every kernel variant on one machine.
 std::atomic<int> g_simd_cap{static_cast<int>(SimdLevel::kAvx512)};
 
+SimdLevel simd_level() {
+  return static_cast<SimdLevel>(
+      std::min(static_cast<int>(cpu_simd_level()), g_simd_cap.load(std::memory_order_relaxed)));
+}
+
 void run_gemm_call(const GemmCall& g) {
   if (g.m <= 0 || g.n <= 0) return;
   if (g.k <= 0) {
@@ -556,9 +629,7 @@ void run_gemm_call(const GemmCall& g) {
     }
     return;
   }
-  const SimdLevel level = static_cast<SimdLevel>(
-      std::min(static_cast<int>(cpu_simd_level()), g_simd_cap.load(std::memory_order_relaxed)));
-  switch (level) {
+  switch (simd_level()) {
     case SimdLevel::kAvx512: return gemm_avx512(g);
     case SimdLevel::kAvx2: return gemm_avx2(g);
     case SimdLevel::kBaseline: return gemm_baseline(g);
@@ -872,7 +943,66 @@ struct ConvPlan {
   bool padded = false;  // direct from a zero-padded copy of the input
   int64_t hp = 0, wp = 0;
   const int64_t* b_off = nullptr;
+  // Stride 1 with few output channels per group: the channel-vectorised
+  // kernel (ChConvCall) instead, from a padded copy with room for the tile
+  // overhang (hp, wp then include it). Weights k x mpad per group, bias mpad
+  // per group.
+  bool chvec = false;
+  SimdLevel level = SimdLevel::kBaseline;
+  int64_t tile_rows = 1, mpad = 0;
+  const float* wt = nullptr;
+  const float* bias_pad = nullptr;
 };
+
+int64_t round_up(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
+}
+
+void chconv_rows(const ConvPlan& p, const float* x, float* y, int64_t oy0, int64_t oy1) {
+  const ConvGeom& g = *p.g;
+  const Window& win = g.win;
+  const int64_t ow = win.out[1], plane = g.out_plane(), k = g.k_size();
+  const int64_t ow_pad = round_up(ow, 8);
+  const int64_t band =
+      std::max<int64_t>(p.tile_rows, kIm2colMaxFloats / std::max<int64_t>(1, ow_pad * p.mpad) /
+                                         p.tile_rows * p.tile_rows);
+  const int64_t pad_size = g.cg * p.hp * p.wp;
+  for (int64_t grp = 0; grp < g.group; ++grp) {
+    // Zero-padded copy, with the overhang of partial tiles inside it.
+    float* pad = scratch<float, 2>(pad_size);
+    std::fill(pad, pad + pad_size, 0.0f);
+    const float* src = x + grp * g.cg * g.in_plane();
+    for (int64_t c = 0; c < g.cg; ++c) {
+      for (int64_t iy = 0; iy < win.in[0]; ++iy) {
+        std::copy_n(src + (c * win.in[0] + iy) * win.in[1], win.in[1],
+                    pad + (c * p.hp + iy + win.pad_begin[0]) * p.wp + win.pad_begin[1]);
+      }
+    }
+    float* yg = y + grp * g.mg * plane;
+    for (int64_t b0 = oy0; b0 < oy1; b0 += band) {
+      const int64_t b1 = std::min(oy1, b0 + band);
+      ChConvCall call;
+      call.src = pad + b0 * p.wp;
+      call.wp = p.wp;
+      call.off = p.b_off;
+      call.k = k;
+      call.wt = p.wt + grp * k * p.mpad;
+      call.bias = p.bias_pad + grp * p.mpad;
+      call.mpad = p.mpad;
+      call.rows = round_up(b1 - b0, p.tile_rows);
+      call.cols = ow_pad;
+      call.out = scratch<float, 0>(call.rows * ow_pad * p.mpad);
+      switch (p.level) {
+        case SimdLevel::kAvx512: chconv_avx512(call); break;
+        case SimdLevel::kAvx2: chconv_avx2(call); break;
+        case SimdLevel::kBaseline: chconv_baseline(call); break;
+      }
+      for (int64_t oy = b0; oy < b1; ++oy) {
+        transpose(call.out + (oy - b0) * ow_pad * p.mpad, ow, g.mg, p.mpad, yg + oy * ow, plane);
+      }
+    }
+  }
+}
 
 // Output rows [oy0, oy1) of every output channel of image `img`.
 void conv_rows(const ConvPlan& p, int64_t img, int64_t oy0, int64_t oy1) {
@@ -881,6 +1011,7 @@ void conv_rows(const ConvPlan& p, int64_t img, int64_t oy0, int64_t oy1) {
   const int64_t ow = win.out[1], plane = g.out_plane(), k = g.k_size();
   const float* x = p.x + img * g.c * g.in_plane();
   float* y = p.y + img * g.m * plane;
+  if (p.chvec) return chconv_rows(p, x, y, oy0, oy1);
   if (p.direct) {
     const int64_t hp = p.hp, wp = p.wp;
     // Bands of rows bound the temporary result.
@@ -1039,10 +1170,40 @@ void run_conv(const Node& node, std::span<const Tensor* const> inputs,
   plan.y = y;
   const Window& win = g.win;
   plan.direct = win.stride[0] == 1 && win.stride[1] == 1;
+  plan.level = simd_level();
+  const int64_t vw = plan.level == SimdLevel::kAvx512 ? 16 : 8;
+  // The channel-vectorised kernel pays a transpose per output element; it
+  // wins where the virtual-width GEMM would waste over a fifth of its work
+  // (narrow rows, wide kernels: LeNet's second conv wastes a third).
+  const int64_t wp_direct = win.in[1] + win.pad_begin[1] + win.pad_end[1];
+  plan.chvec =
+      plan.direct && g.mg % vw == 0 && g.mg <= 64 && 5 * (wp_direct - win.out[1]) > wp_direct;
   if (plan.direct) {
     plan.padded = win.pad_begin[0] || win.pad_begin[1] || win.pad_end[0] || win.pad_end[1];
     plan.hp = win.in[0] + win.pad_begin[0] + win.pad_end[0];
     plan.wp = win.in[1] + win.pad_begin[1] + win.pad_end[1];
+    if (plan.chvec) {
+      plan.tile_rows = plan.level == SimdLevel::kAvx512 ? kChConvRowsAvx512 : 1;
+      plan.hp += plan.tile_rows - 1;
+      plan.wp += round_up(win.out[1], 8) - win.out[1];
+      plan.mpad = round_up(g.mg, vw);
+      const int64_t kk = g.k_size();
+      float* wt = scratch<float, 4>(g.group * kk * plan.mpad);
+      float* bp = scratch<float, 5>(g.group * plan.mpad);
+      for (int64_t grp = 0; grp < g.group; ++grp) {
+        float* wg = wt + grp * kk * plan.mpad;
+        for (int64_t l = 0; l < kk; ++l) {
+          for (int64_t m = 0; m < plan.mpad; ++m) {
+            wg[l * plan.mpad + m] = m < g.mg ? w[(grp * g.mg + m) * kk + l] : 0.0f;
+          }
+        }
+        for (int64_t m = 0; m < plan.mpad; ++m) {
+          bp[grp * plan.mpad + m] = bias && m < g.mg ? bias[grp * g.mg + m] : 0.0f;
+        }
+      }
+      plan.wt = wt;
+      plan.bias_pad = bp;
+    }
     // Shared read-only by all chunks; filled before any of them starts.
     int64_t* off = scratch<int64_t, 0>(g.k_size());
     int64_t l = 0;

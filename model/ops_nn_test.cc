@@ -227,6 +227,19 @@ TEST(OpsNnConv, FixedCases) {
   check_conv({1, 4, 6, 6, 5, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0}, rng, pool);
 }
 
+TEST(OpsNnConv, ChannelVectorisedPath) {
+  // Stride 1, 8k output channels per group, narrow rows: the kernel that
+  // vectorises over output channels, with rows and columns that do not fill
+  // its tiles, padding, dilation and groups.
+  std::mt19937 rng(9);
+  ThreadPool pool(2);
+  check_conv({2, 3, 9, 13, 16, 3, 3, 1, 1, 1, 2, 1, 2, 0, 1}, rng, pool);
+  check_conv({1, 8, 7, 10, 32, 5, 4, 1, 1, 1, 1, 2, 0, 2, 0}, rng, pool);
+  check_conv({1, 4, 6, 6, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2}, rng, pool);
+  check_conv({3, 16, 5, 5, 48, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, false}, rng, pool);
+  check_conv({1, 2, 1, 9, 8, 1, 3}, rng, pool);
+}
+
 TEST(OpsNnConv, Depthwise) {
   std::mt19937 rng(2);
   ThreadPool pool(2);
@@ -1128,6 +1141,8 @@ TEST_P(OpsNnSimdLevel, ConvGemmMatMul) {
   check_conv({1, 3, 9, 11, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1}, rng, pool);
   check_conv({2, 6, 10, 10, 6, 3, 3, 1, 2, 2, 1, 2, 1, 0, 2, 3, false}, rng, pool);
   check_conv({1, 5, 13, 17, 7, 3, 2, 1, 1, 2, 1, 1, 2, 0, 1}, rng, pool);
+  check_conv({2, 3, 9, 13, 16, 3, 3, 1, 1, 1, 2, 1, 2, 0, 1}, rng, pool);
+  check_conv({1, 4, 6, 6, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2}, rng, pool);
   check_matmul({2, 3, 4, 5}, {5, 6}, {2, 3, 4, 6}, rng, pool);
   check_matmul({3, 1, 4, 5}, {2, 5, 6}, {3, 2, 4, 6}, rng, pool);
   check_matmul({5}, {5, 6}, {6}, rng, pool);
