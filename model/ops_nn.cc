@@ -103,11 +103,13 @@ int64_t product(const Shape& s, std::size_t begin, std::size_t end) {
 
 // ---- inference helpers ------------------------------------------------------
 
+// Other element types are valid ONNX for most of these ops, but the engine
+// computes in float32 only.
 void require_float(const Node& node, std::span<const ValueInfo> inputs, std::size_t i,
                    const char* what) {
   if (inputs[i].dtype != DType::kFloat32) {
-    fail(node, std::string("input ") + what + " must be float32, is " +
-                   std::string(dtype_name(inputs[i].dtype)));
+    unsupported(node, std::string("input ") + what + " must be float32, is " +
+                          std::string(dtype_name(inputs[i].dtype)));
   }
 }
 
@@ -115,8 +117,9 @@ bool has_input(std::span<const ValueInfo> inputs, std::size_t i) {
   return i < inputs.size() && inputs[i].present;
 }
 
+// Optional outputs the engine does not compute (valid ONNX, so kUnsupported).
 void require_outputs(const Node& node, std::size_t max_outputs, const char* why) {
-  if (node.outputs.size() > max_outputs) fail(node, why);
+  if (node.outputs.size() > max_outputs) unsupported(node, why);
 }
 
 // The output buffers come from the caller, sized by shape inference; a
@@ -654,10 +657,11 @@ void gemm(const float* a, int64_t lda, bool ta, const float* b, int64_t ldb, boo
     }
     return;
   }
-  if (tb && m >= 16) {
+  if (tb && m >= 16 && k * n <= (int64_t{1} << 24)) {
     // The dot-product kernel loads two vectors per two FMAs and is bound by
     // (unaligned) loads; with enough rows, transposing B^T once (k * n
-    // moves against m * k * n multiply-adds) pays for the axpy kernel.
+    // moves against m * k * n multiply-adds) pays for the axpy kernel. The
+    // copy is bounded (64 MB) so huge weights do not double the memory.
     float* bt = scratch<float, 3>(k * n);
     transpose(b, n, k, ldb, bt, n);
     b = bt;
@@ -787,8 +791,9 @@ Window resolve_window(const Node& node, int64_t in_h, int64_t in_w, int64_t k_h,
       w.pad_begin[d] = pads[ud];
       w.pad_end[d] = pads[ud + 2];
       if (op != WindowOp::kConv && (w.pad_begin[d] >= w.kernel[d] || w.pad_end[d] >= w.kernel[d])) {
-        // onnxruntime refuses these too: windows could lie wholly in padding.
-        fail(node, "pads " + join(pads) + " must be smaller than the kernel");
+        // Valid ONNX, but onnxruntime refuses it too: windows could lie
+        // wholly in padding.
+        unsupported(node, "pads " + join(pads) + " must be smaller than the kernel");
       }
       const int64_t room = in + w.pad_begin[d] + w.pad_end[d] - span;
       if (room < 0) {
@@ -823,8 +828,8 @@ Window resolve_window(const Node& node, int64_t in_h, int64_t in_w, int64_t k_h,
 void require_2d_input(const Node& node, const Shape& x) {
   if (x.size() == 4) return;
   if (x.size() == 3 || x.size() == 5) {
-    fail(node, "only 2-D " + std::string(op_name(node.op)) + " supported (input has rank " +
-                   str(int64_t(x.size())) + ")");
+    unsupported(node, "only 2-D " + std::string(op_name(node.op)) + " supported (input has rank " +
+                          str(int64_t(x.size())) + ")");
   }
   fail(node, "input must have rank 4 (N, C, H, W), has shape " + shape_to_string(x));
 }
@@ -1615,10 +1620,10 @@ void run_matmul(const Node& node, std::span<const Tensor* const> inputs,
 
 void check_batchnorm(const Node& node, const Shape& x, std::span<const Shape* const> params) {
   if (node.attrs.get_int("training_mode", 0) != 0) {
-    fail(node, "training_mode=1 not supported (inference only)");
+    unsupported(node, "training_mode=1 not supported (inference only)");
   }
   if (node.attrs.has("spatial") && node.attrs.get_int("spatial", 1) != 1) {
-    fail(node, "spatial=0 not supported");
+    unsupported(node, "spatial=0 not supported");
   }
   require_outputs(node, 1,
                   "only output Y is supported (running mean/variance outputs are training-mode)");
@@ -2087,7 +2092,7 @@ std::vector<TypedShape> infer_nn(const Node& node, std::span<const ValueInfo> in
         if (has_input(inputs, 1)) {
           if (node.attrs.has("axes")) fail(node, "axes given both as attribute and as input");
           if (inputs[1].constant == nullptr) {
-            fail(node, "input 'axes' must be a constant (output shapes must be static)");
+            unsupported(node, "input 'axes' must be a constant (output shapes must be static)");
           }
           axes = axes_from_tensor(node, *inputs[1].constant);
           have_axes = true;
