@@ -73,6 +73,9 @@ Tensor parse_npy(std::string_view b) {
     bad("dtype " + descr + " is not supported (use little-endian float32, float64 or int64)");
   }
   const std::string tuple = header_field(h, "shape");
+  if (tuple.size() < 2 || tuple.front() != '(' || tuple.back() != ')') {
+    bad("shape is not a tuple: " + tuple.substr(0, 40));
+  }
   Shape shape;
   {
     std::size_t p = 1;
@@ -101,12 +104,12 @@ Tensor parse_npy(std::string_view b) {
   const char* p = b.data() + offset;
   if (kind == 2) {
     std::vector<std::int64_t> v(static_cast<std::size_t>(n));
-    std::memcpy(v.data(), p, need);
+    if (need) std::memcpy(v.data(), p, need);
     return Tensor::from_ints(shape, std::move(v));
   }
   std::vector<float> v(static_cast<std::size_t>(n));
   if (kind == 0) {
-    std::memcpy(v.data(), p, need);
+    if (need) std::memcpy(v.data(), p, need);
   } else {
     for (std::int64_t i = 0; i < n; ++i) {
       double d;
