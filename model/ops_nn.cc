@@ -1,13 +1,13 @@
-// Neural-network ops (Conv, pooling, Gemm/MatMul, normalisations, Softmax,
-// ReduceMean): ONNX shape inference with full attribute validation, and float32 kernels.
+// Neural-network ops (Conv, pooling, Gemm/MatMul, normalisations, Softmax, ReduceMean):
+// ONNX shape inference with full validation, and float32 kernels (SIMD chosen at run time).
 
 // Eigen must not start threads of its own: parallelism comes from the
 // Blindfold pool, and two pools on the same cores would oversubscribe them.
 #define EIGEN_DONT_PARALLELIZE
 
-// GCC 12 reports the deliberate self-initialisation inside its own
-// _mm512_undefined_ps wherever Eigen's AVX-512 kernels are inlined: false
-// positives, silenced for the Eigen headers only.
+// Built with AVX-512 enabled (-march=native), GCC 12 reports the deliberate
+// self-initialisation inside its own _mm512_undefined_ps wherever Eigen's
+// kernels are inlined: false positives, silenced for the Eigen headers only.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
