@@ -52,3 +52,12 @@ TEST(ThreadPool, CoversRangeOnceAndPropagatesErrors) {
   });
   EXPECT_EQ(total.load(), 20);
 }
+
+TEST(ThreadPool, FewerChunksThanWorkers) {
+  ThreadPool pool(4);
+  for (int rep = 0; rep < 200; ++rep) {
+    std::atomic<int> sum{0};
+    pool.parallel_for(2, [&](std::int64_t b, std::int64_t e) { sum += static_cast<int>(e - b); });
+    EXPECT_EQ(sum.load(), 2);
+  }
+}

@@ -1,12 +1,23 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BLINDFOLD_PAUSE() _mm_pause()
+#else
+#define BLINDFOLD_PAUSE() std::this_thread::yield()
+#endif
 
 namespace blindfold {
 
 namespace {
 thread_local bool t_in_task = false;
-}
+// How long an idle worker polls for new work before sleeping, and how long
+// the caller polls for workers to finish before yielding its core.
+constexpr auto kSpin = std::chrono::microseconds(100);
+}  // namespace
 
 ThreadPool::ThreadPool(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -15,11 +26,11 @@ ThreadPool::ThreadPool(unsigned threads) {
 }
 
 ThreadPool::~ThreadPool() {
+  stop_.store(true);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    cv_.notify_all();
   }
-  cv_work_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
@@ -28,35 +39,41 @@ ThreadPool& ThreadPool::global() {
   return pool;
 }
 
+void ThreadPool::run_chunk(unsigned index) {
+  const std::int64_t begin = job_n_ * index / job_chunks_;
+  const std::int64_t end = job_n_ * (index + 1) / job_chunks_;
+  t_in_task = true;
+  try {
+    (*job_)(begin, end);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_) error_ = std::current_exception();
+  }
+  t_in_task = false;
+}
+
 void ThreadPool::worker_loop(unsigned index) {
   std::uint64_t seen = 0;
   for (;;) {
-    const std::function<void(std::int64_t, std::int64_t)>* job;
-    std::int64_t n;
-    unsigned chunks;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_work_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-      chunks = job_chunks_;
-    }
-    if (index < chunks) {
-      const std::int64_t begin = n * index / chunks;
-      const std::int64_t end = n * (index + 1) / chunks;
-      t_in_task = true;
-      try {
-        (*job)(begin, end);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!error_) error_ = std::current_exception();
+    // Poll first, then sleep. sleepers_ and generation_ are both sequentially
+    // consistent, so either the caller sees this worker asleep and notifies,
+    // or this worker sees the new generation before waiting.
+    auto t0 = std::chrono::steady_clock::now();
+    int polls = 0;
+    while (generation_.load() == seen && !stop_.load()) {
+      BLINDFOLD_PAUSE();
+      if (++polls % 64 == 0 && std::chrono::steady_clock::now() - t0 > kSpin) {
+        std::unique_lock<std::mutex> lock(mu_);
+        sleepers_.fetch_add(1);
+        cv_.wait(lock, [&] { return generation_.load() != seen || stop_.load(); });
+        sleepers_.fetch_sub(1);
+        break;
       }
-      t_in_task = false;
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) cv_done_.notify_one();
     }
+    if (stop_.load()) return;
+    seen = generation_.load();
+    if (index < job_chunks_) run_chunk(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -71,29 +88,32 @@ void ThreadPool::parallel_for(std::int64_t n,
     return;
   }
   std::lock_guard<std::mutex> call_lock(call_mu_);
-  {
+  job_ = &fn;
+  job_n_ = n;
+  job_chunks_ = chunks;
+  error_ = nullptr;
+  // Every worker sees the new generation; those with index >= chunks skip it.
+  pending_.store(static_cast<unsigned>(workers_.size()));
+  generation_.fetch_add(1);
+  if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    job_chunks_ = chunks;
-    pending_ = chunks - 1;
-    error_ = nullptr;
-    ++generation_;
+    cv_.notify_all();
   }
-  cv_work_.notify_all();
-  t_in_task = true;
-  std::exception_ptr mine;
-  try {
-    fn(0, n / chunks);
-  } catch (...) {
-    mine = std::current_exception();
+  run_chunk(0);
+  const auto t0 = std::chrono::steady_clock::now();
+  int polls = 0;
+  while (pending_.load(std::memory_order_acquire) != 0) {
+    BLINDFOLD_PAUSE();
+    if (++polls % 64 == 0 && std::chrono::steady_clock::now() - t0 > kSpin) {
+      std::this_thread::yield();
+    }
   }
-  t_in_task = false;
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_done_.wait(lock, [&] { return pending_ == 0; });
   job_ = nullptr;
-  if (mine) std::rethrow_exception(mine);
-  if (error_) std::rethrow_exception(error_);
+  if (error_) {
+    std::exception_ptr e = error_;
+    error_ = nullptr;
+    std::rethrow_exception(e);
+  }
 }
 
 }  // namespace blindfold

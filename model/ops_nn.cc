@@ -46,16 +46,15 @@ using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
 // two such values) far from int64 overflow.
 constexpr int64_t kMaxWindowValue = kMaxTensorElements;
 
-// A parallel_for round trip (waking a sleeping pool worker and waiting for
-// it) measured 70-85 us on the 2-core benchmark VM, the time of ~5 million
-// multiply-adds at this file's GEMM speed; each parallel chunk must carry at
-// least this much work or the kernel runs on the calling thread. Small
-// models at batch 1 then stay single-threaded, which is what makes them fast.
-// (With a pool whose workers spin briefly before sleeping, ~2^19 would do.)
-constexpr double kChunkMinMacs = 1 << 22;
+// Least work per parallel chunk. With a condition-variable pool a round trip
+// cost 70-85 us on the 2-core benchmark VM; core/thread_pool's workers now
+// poll briefly before sleeping, and a round trip is a few microseconds when
+// they are awake. These values were the fastest of 2^18..2^22 and 2^14..2^18
+// for fmnist-lenet and fmnist-mlp at batch 1 and 64 (bench/plain_bench.cc).
+constexpr double kChunkMinMacs = 1 << 19;
 // The same for memory-bound loops (pooling, normalisation, softmax), in
 // elements touched.
-constexpr double kChunkMinElements = 1 << 18;
+constexpr double kChunkMinElements = 1 << 15;
 // Bound on the im2col buffer of one chunk (floats): larger convolutions are
 // processed in bands of output rows, so hostile shapes cannot ask for an
 // unbounded scratch allocation.
