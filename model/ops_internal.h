@@ -26,6 +26,11 @@ std::vector<TypedShape> infer_basic(const Node& node, std::span<const ValueInfo>
 void run_basic(const Node& node, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs, ThreadPool& pool);
 
+/// Test hook: caps the SIMD level of the NN kernels (0 baseline, 1 AVX2,
+/// 2 AVX-512; default: the best the CPU has) so one machine tests every
+/// variant. Not for production use.
+void set_nn_simd_cap_for_testing(int level);
+
 /// Helpers shared by both files.
 /// Throws kBadModel "<node label>: <msg>".
 [[noreturn]] void fail(const Node& node, const std::string& msg);

@@ -1996,7 +1996,7 @@ void run_reduce_mean(const Node& node, std::span<const Tensor* const> inputs,
 
 }  // namespace
 
-// Test hook (declared by ops_nn_test.cc): caps the SIMD level of the matrix
+// Test hook (declared in ops_internal.h): caps the SIMD level of the matrix
 // kernels (0 baseline, 1 AVX2, 2 AVX-512) so one machine covers every variant.
 void set_nn_simd_cap_for_testing(int level) {
   g_simd_cap.store(level, std::memory_order_relaxed);

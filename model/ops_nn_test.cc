@@ -16,12 +16,6 @@
 #include "model/ops_internal.h"
 #include "model/shape_inference.h"
 
-namespace blindfold::model::detail {
-// Defined in ops_nn.cc: caps the SIMD level of the matrix kernels (0
-// baseline, 1 AVX2, 2 AVX-512) so one machine tests every variant.
-void set_nn_simd_cap_for_testing(int level);
-}  // namespace blindfold::model::detail
-
 namespace blindfold::model {
 namespace {
 
