@@ -69,6 +69,20 @@ std::vector<Tensor> bench_inputs(const model::Graph& g, std::int64_t batch, cons
 
 }  // namespace
 
+std::unique_ptr<backends::Backend> ready_backend(const std::string& name,
+                                                 const model::Graph& graph, unsigned threads) {
+  auto backend = backends::make_backend(name);
+  const backends::Support s = backend->supports(graph);
+  if (!s.ok) {
+    throw_error(ErrorCategory::kUnsupported,
+                "backend '" + name + "' cannot run node '" + s.node + "': " + s.reason);
+  }
+  backends::BackendOptions bo;
+  bo.threads = threads;
+  backend->setup(graph, bo);
+  return backend;
+}
+
 EvalResult evaluate(const model::Graph& graph, backends::Backend& backend, const Dataset& data,
                     std::int64_t batch, bool progress) {
   if (graph.inputs.size() != 1) {
@@ -118,16 +132,8 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
   std::optional<Dataset> data;
   if (o.dataset) data = load_dataset(*o.dataset, o.eval_limit, o.models_dir);
 
-  auto backend = backends::make_backend(o.backend);
+  auto backend = ready_backend(o.backend, graph, o.threads);
   r.trust = backend->trust_model();
-  const backends::Support s = backend->supports(graph);
-  if (!s.ok) {
-    throw_error(ErrorCategory::kUnsupported, "backend '" + o.backend + "' cannot run node '" +
-                                                 s.node + "': " + s.reason);
-  }
-  backends::BackendOptions bo;
-  bo.threads = o.threads;
-  backend->setup(graph, bo);
   r.setup_ms = backend->setup_cost().ms;
   r.setup_bytes = backend->setup_cost().bytes;
 

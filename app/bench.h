@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -45,6 +46,11 @@ struct BenchResult {
   double throughput = 0;      // samples per second over the evaluation
   backends::TrustModel trust;
 };
+
+/// Backend `name` set up for `graph` (the setup phase), or Error(kUnsupported)
+/// naming the node it cannot run.
+std::unique_ptr<backends::Backend> ready_backend(const std::string& name,
+                                                 const model::Graph& graph, unsigned threads);
 
 /// Accuracy and throughput of `backend` on `data` in batches of `batch`;
 /// also agreement with the plaintext engine when the backend is not plain.

@@ -90,15 +90,7 @@ int cmd_run(const std::string& path, const std::string& backend_name,
   }
   std::vector<Tensor> inputs;
   for (const auto& p : input_paths) inputs.push_back(read_npy(p));
-  auto backend = backends::make_backend(backend_name);
-  const backends::Support s = backend->supports(g);
-  if (!s.ok) {
-    throw_error(ErrorCategory::kUnsupported,
-                "backend '" + backend_name + "' cannot run node '" + s.node + "': " + s.reason);
-  }
-  backends::BackendOptions bo;
-  bo.threads = threads;
-  backend->setup(g, bo);
+  auto backend = ready_backend(backend_name, g, threads);
   const std::vector<Tensor> out = backend->infer(inputs, nullptr);
   for (std::size_t i = 0; i < out.size(); ++i) write_npy(output_paths[i], out[i]);
   return 0;
@@ -109,15 +101,7 @@ int cmd_eval(const std::string& path, const std::string& backend_name, const std
              const std::string& models_dir) {
   const model::Graph g = model::import_onnx_file(path);
   const Dataset data = load_dataset(dataset, limit, models_dir);
-  auto backend = backends::make_backend(backend_name);
-  const backends::Support s = backend->supports(g);
-  if (!s.ok) {
-    throw_error(ErrorCategory::kUnsupported,
-                "backend '" + backend_name + "' cannot run node '" + s.node + "': " + s.reason);
-  }
-  backends::BackendOptions bo;
-  bo.threads = threads;
-  backend->setup(g, bo);
+  auto backend = ready_backend(backend_name, g, threads);
   const EvalResult r = evaluate(g, *backend, data, batch, isatty(STDERR_FILENO) != 0);
   std::printf("model     %s\nbackend   %s\ndataset   %s (%lld samples)\n", path.c_str(),
               backend_name.c_str(), data.source.c_str(), static_cast<long long>(r.samples));

@@ -58,15 +58,21 @@ std::vector<std::int64_t> strides_of(const Shape& shape) {
 
 Tensor::Tensor(DType dtype, Shape shape) { reset(dtype, shape); }
 
+namespace {
+void check_data_size(const Shape& shape, std::size_t have, std::int64_t need) {
+  if (static_cast<std::int64_t>(have) != need) {
+    throw_error(ErrorCategory::kBadInput, "tensor data has " + std::to_string(have) +
+                                              " elements, shape " + shape_to_string(shape) +
+                                              " needs " + std::to_string(need));
+  }
+}
+}  // namespace
+
 Tensor Tensor::from_floats(Shape shape, std::vector<float> data) {
   Tensor t;
   t.dtype_ = DType::kFloat32;
   t.numel_ = checked_numel(shape);
-  if (static_cast<std::int64_t>(data.size()) != t.numel_) {
-    throw_error(ErrorCategory::kBadInput, "tensor data has " + std::to_string(data.size()) +
-                                              " elements, shape " + shape_to_string(shape) +
-                                              " needs " + std::to_string(t.numel_));
-  }
+  check_data_size(shape, data.size(), t.numel_);
   t.shape_ = std::move(shape);
   t.f32_ = std::move(data);
   return t;
@@ -76,11 +82,7 @@ Tensor Tensor::from_ints(Shape shape, std::vector<std::int64_t> data) {
   Tensor t;
   t.dtype_ = DType::kInt64;
   t.numel_ = checked_numel(shape);
-  if (static_cast<std::int64_t>(data.size()) != t.numel_) {
-    throw_error(ErrorCategory::kBadInput, "tensor data has " + std::to_string(data.size()) +
-                                              " elements, shape " + shape_to_string(shape) +
-                                              " needs " + std::to_string(t.numel_));
-  }
+  check_data_size(shape, data.size(), t.numel_);
   t.shape_ = std::move(shape);
   t.i64_ = std::move(data);
   return t;

@@ -21,6 +21,43 @@ std::string kind_name(Attribute::Kind k) {
 }
 }  // namespace
 
+Attribute Attribute::of_int(std::int64_t v) {
+  Attribute a;
+  a.kind = Kind::kInt;
+  a.i = v;
+  return a;
+}
+Attribute Attribute::of_float(float v) {
+  Attribute a;
+  a.kind = Kind::kFloat;
+  a.f = v;
+  return a;
+}
+Attribute Attribute::of_string(std::string v) {
+  Attribute a;
+  a.kind = Kind::kString;
+  a.s = std::move(v);
+  return a;
+}
+Attribute Attribute::of_ints(std::vector<std::int64_t> v) {
+  Attribute a;
+  a.kind = Kind::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+Attribute Attribute::of_floats(std::vector<float> v) {
+  Attribute a;
+  a.kind = Kind::kFloats;
+  a.floats = std::move(v);
+  return a;
+}
+Attribute Attribute::of_tensor(Tensor v) {
+  Attribute a;
+  a.kind = Kind::kTensor;
+  a.t = std::move(v);
+  return a;
+}
+
 const Attribute& Attributes::get(const std::string& name, Attribute::Kind kind) const {
   const auto it = map_.find(name);
   if (it == map_.end()) {

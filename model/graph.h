@@ -28,6 +28,13 @@ struct Attribute {
   std::vector<std::int64_t> ints;
   std::vector<float> floats;
   Tensor t;
+
+  static Attribute of_int(std::int64_t v);
+  static Attribute of_float(float v);
+  static Attribute of_string(std::string v);
+  static Attribute of_ints(std::vector<std::int64_t> v);
+  static Attribute of_floats(std::vector<float> v);
+  static Attribute of_tensor(Tensor v);
 };
 
 struct Node;

@@ -33,42 +33,12 @@ Node make_node(OpType op, std::size_t inputs, int opset = 13) {
   return n;
 }
 
-void set_int(Node& n, const std::string& name, std::int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  n.attrs.set(name, a);
-}
-void set_ints(Node& n, const std::string& name, I64 v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInts;
-  a.ints = std::move(v);
-  n.attrs.set(name, a);
-}
-void set_float(Node& n, const std::string& name, float v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloat;
-  a.f = v;
-  n.attrs.set(name, a);
-}
-void set_floats(Node& n, const std::string& name, F32 v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloats;
-  a.floats = std::move(v);
-  n.attrs.set(name, a);
-}
-void set_string(Node& n, const std::string& name, const std::string& v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kString;
-  a.s = v;
-  n.attrs.set(name, a);
-}
-void set_tensor(Node& n, const std::string& name, Tensor v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kTensor;
-  a.t = std::move(v);
-  n.attrs.set(name, a);
-}
+void set_int(Node& n, const std::string& name, std::int64_t v) { n.attrs.set(name, Attribute::of_int(v)); }
+void set_ints(Node& n, const std::string& name, I64 v) { n.attrs.set(name, Attribute::of_ints(std::move(v))); }
+void set_float(Node& n, const std::string& name, float v) { n.attrs.set(name, Attribute::of_float(v)); }
+void set_floats(Node& n, const std::string& name, F32 v) { n.attrs.set(name, Attribute::of_floats(std::move(v))); }
+void set_string(Node& n, const std::string& name, const std::string& v) { n.attrs.set(name, Attribute::of_string(v)); }
+void set_tensor(Node& n, const std::string& name, Tensor v) { n.attrs.set(name, Attribute::of_tensor(std::move(v))); }
 
 Tensor floats(Shape s, F32 v) {
   return Tensor::from_floats(std::move(s), std::move(v));
