@@ -35,8 +35,8 @@ void draw_progress(std::int64_t done, std::int64_t total, double seconds) {
   const int width = 30;
   const int filled = total ? static_cast<int>(width * done / total) : width;
   std::fprintf(stderr, "\r[%.*s%*s] %lld/%lld  %.0f samples/s", filled,
-               "##############################", width - filled, "",
-               static_cast<long long>(done), static_cast<long long>(total),
+               "##############################", width - filled, "", static_cast<long long>(done),
+               static_cast<long long>(total),
                seconds > 0 ? static_cast<double>(done) / seconds : 0.0);
   if (done == total) std::fprintf(stderr, "\n");
   std::fflush(stderr);
@@ -69,8 +69,8 @@ std::vector<Tensor> bench_inputs(const model::Graph& g, std::int64_t batch, cons
 
 }  // namespace
 
-std::unique_ptr<backends::Backend> ready_backend(const std::string& name,
-                                                 const model::Graph& graph, unsigned threads) {
+std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const model::Graph& graph,
+                                                 unsigned threads) {
   auto backend = backends::make_backend(name);
   const backends::Support s = backend->supports(graph);
   if (!s.ok) {
@@ -160,7 +160,8 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
   r.online_rounds = static_cast<std::int64_t>(summarize(rounds).median);
 
   if (data) {
-    const EvalResult e = evaluate(graph, *backend, *data, std::max<std::int64_t>(o.batch, 64), o.progress);
+    const EvalResult e =
+        evaluate(graph, *backend, *data, std::max<std::int64_t>(o.batch, 64), o.progress);
     r.samples = e.samples;
     r.accuracy = e.samples ? static_cast<double>(e.correct) / static_cast<double>(e.samples) : 0.0;
     r.agreement_with_plain =
@@ -176,13 +177,16 @@ std::string to_json(const BenchResult& r) {
   j["backend"] = r.backend;
   j["batch"] = r.batch;
   j["runs"] = r.runs;
-  j["latency_ms"] = {{"median", r.latency_ms.median}, {"min", r.latency_ms.min}, {"max", r.latency_ms.max}};
+  j["latency_ms"] = {
+      {"median", r.latency_ms.median}, {"min", r.latency_ms.min}, {"max", r.latency_ms.max}};
   j["phases_ms"] = {{"setup", r.setup_ms}, {"offline", r.offline_ms}, {"online", r.online_ms}};
   j["bytes"] = {{"setup", r.setup_bytes}, {"offline", r.offline_bytes}, {"online", r.online_bytes}};
   j["rounds"] = {{"online", r.online_rounds}};
-  j["accuracy"] = r.accuracy ? nlohmann::ordered_json(*r.accuracy) : nlohmann::ordered_json(nullptr);
-  j["agreement_with_plain"] = r.agreement_with_plain ? nlohmann::ordered_json(*r.agreement_with_plain)
-                                                     : nlohmann::ordered_json(nullptr);
+  j["accuracy"] =
+      r.accuracy ? nlohmann::ordered_json(*r.accuracy) : nlohmann::ordered_json(nullptr);
+  j["agreement_with_plain"] = r.agreement_with_plain
+                                  ? nlohmann::ordered_json(*r.agreement_with_plain)
+                                  : nlohmann::ordered_json(nullptr);
   j["samples"] = r.samples;
   j["throughput_per_s"] = r.throughput;
   j["trust"] = r.trust.summary;

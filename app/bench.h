@@ -42,15 +42,15 @@ struct BenchResult {
   std::int64_t online_rounds = 0;
   std::optional<double> accuracy;
   std::optional<double> agreement_with_plain;
-  std::int64_t samples = 0;   // samples evaluated for accuracy
-  double throughput = 0;      // samples per second over the evaluation
+  std::int64_t samples = 0;  // samples evaluated for accuracy
+  double throughput = 0;     // samples per second over the evaluation
   backends::TrustModel trust;
 };
 
 /// Backend `name` set up for `graph` (the setup phase), or Error(kUnsupported)
 /// naming the node it cannot run.
-std::unique_ptr<backends::Backend> ready_backend(const std::string& name,
-                                                 const model::Graph& graph, unsigned threads);
+std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const model::Graph& graph,
+                                                 unsigned threads);
 
 /// Accuracy and throughput of `backend` on `data` in batches of `batch`;
 /// also agreement with the plaintext engine when the backend is not plain.

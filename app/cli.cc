@@ -20,7 +20,9 @@ namespace blindfold::app {
 
 namespace {
 
-std::string default_models_dir() { return std::string(BLINDFOLD_SOURCE_DIR) + "/models"; }
+std::string default_models_dir() {
+  return std::string(BLINDFOLD_SOURCE_DIR) + "/models";
+}
 
 std::string model_stem(const std::string& path) {
   return std::filesystem::path(path).stem().string();
@@ -105,13 +107,15 @@ int cmd_eval(const std::string& path, const std::string& backend_name, const std
   const EvalResult r = evaluate(g, *backend, data, batch, isatty(STDERR_FILENO) != 0);
   std::printf("model     %s\nbackend   %s\ndataset   %s (%lld samples)\n", path.c_str(),
               backend_name.c_str(), data.source.c_str(), static_cast<long long>(r.samples));
-  std::printf("accuracy  %.2f%% (%lld/%lld)\n",
-              r.samples ? 100.0 * static_cast<double>(r.correct) / static_cast<double>(r.samples) : 0.0,
-              static_cast<long long>(r.correct), static_cast<long long>(r.samples));
+  std::printf(
+      "accuracy  %.2f%% (%lld/%lld)\n",
+      r.samples ? 100.0 * static_cast<double>(r.correct) / static_cast<double>(r.samples) : 0.0,
+      static_cast<long long>(r.correct), static_cast<long long>(r.samples));
   if (backend_name != "plain") {
-    std::printf("agreement with plaintext %.2f%% (%lld/%lld)\n",
-                r.samples ? 100.0 * static_cast<double>(r.agree) / static_cast<double>(r.samples) : 0.0,
-                static_cast<long long>(r.agree), static_cast<long long>(r.samples));
+    std::printf(
+        "agreement with plaintext %.2f%% (%lld/%lld)\n",
+        r.samples ? 100.0 * static_cast<double>(r.agree) / static_cast<double>(r.samples) : 0.0,
+        static_cast<long long>(r.agree), static_cast<long long>(r.samples));
   }
   std::printf("throughput %.1f samples/s (batch %lld, %.3f s)\n",
               r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0,
@@ -133,7 +137,8 @@ int cmd_bench(const std::string& path, const BenchOptions& o, bool json) {
   std::printf("per-sample ms: %.4f\n", r.latency_ms.median / static_cast<double>(r.batch));
   if (r.accuracy) {
     std::printf("accuracy %.2f%% on %lld samples, agreement with plaintext %.2f%%\n",
-                100 * *r.accuracy, static_cast<long long>(r.samples), 100 * *r.agreement_with_plain);
+                100 * *r.accuracy, static_cast<long long>(r.samples),
+                100 * *r.agreement_with_plain);
   }
   std::printf("trust: %s\n", r.trust.summary.c_str());
   return 0;
@@ -221,7 +226,8 @@ int main(int argc, char** argv) {
   bench->add_option("--models-dir", models_dir, "where shipped models and splits live");
   bench->add_flag("--json", json, "print one JSON object (docs/METRICS.md)");
 
-  auto* demo = app.add_subcommand("demo", "run the shipped models on every backend; print the table");
+  auto* demo =
+      app.add_subcommand("demo", "run the shipped models on every backend; print the table");
   demo->add_option("--models-dir", models_dir, "where the shipped models live");
   demo->add_option("--threads", threads, "worker threads (0: all cores)");
 

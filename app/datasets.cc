@@ -14,13 +14,15 @@ namespace blindfold::app {
 namespace {
 
 constexpr const char* kFmnistDir = "/usr/share/datasets/fashion-mnist";
-constexpr const char* kCancerCsv = "/usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv";
+constexpr const char* kCancerCsv =
+    "/usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv";
 
 std::string gunzip_file(const std::string& path, std::size_t max_bytes) {
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) {
-    throw_error(ErrorCategory::kIo, "cannot open '" + path +
-                                        "' (is Debian's dataset-fashion-mnist installed? run scripts/setup)");
+    throw_error(ErrorCategory::kIo,
+                "cannot open '" + path +
+                    "' (is Debian's dataset-fashion-mnist installed? run scripts/setup)");
   }
   std::string out;
   char buf[1 << 16];
@@ -72,7 +74,8 @@ Dataset load_fmnist(std::int64_t limit) {
   std::vector<float> px(static_cast<std::size_t>(keep * 784));
   for (std::int64_t i = 0; i < keep * 784; ++i) {
     px[static_cast<std::size_t>(i)] =
-        static_cast<float>(static_cast<unsigned char>(img[static_cast<std::size_t>(16 + i)])) / 255.0f;
+        static_cast<float>(static_cast<unsigned char>(img[static_cast<std::size_t>(16 + i)])) /
+        255.0f;
   }
   d.inputs = Tensor::from_floats({keep, 1, 28, 28}, std::move(px));
   for (std::int64_t i = 0; i < keep; ++i) {
@@ -86,8 +89,9 @@ Dataset load_fmnist(std::int64_t limit) {
 Dataset load_cancer(std::int64_t limit, const std::string& models_dir) {
   std::ifstream in(kCancerCsv);
   if (!in) {
-    throw_error(ErrorCategory::kIo, std::string("cannot open '") + kCancerCsv +
-                                        "' (is Debian's python3-sklearn installed? run scripts/setup)");
+    throw_error(ErrorCategory::kIo,
+                std::string("cannot open '") + kCancerCsv +
+                    "' (is Debian's python3-sklearn installed? run scripts/setup)");
   }
   std::string line;
   std::getline(in, line);  // "569,30,malignant,benign"
@@ -99,19 +103,22 @@ Dataset load_cancer(std::int64_t limit, const std::string& models_dir) {
     std::stringstream ss(line);
     std::string cell;
     while (std::getline(ss, cell, ',')) r.push_back(std::stof(cell));
-    if (r.size() != 31) throw_error(ErrorCategory::kBadMessage, "breast-cancer row without 31 columns");
+    if (r.size() != 31)
+      throw_error(ErrorCategory::kBadMessage, "breast-cancer row without 31 columns");
     labels.push_back(static_cast<int>(r.back()));
     r.pop_back();
     rows.push_back(std::move(r));
   }
-  if (rows.size() != 569) throw_error(ErrorCategory::kBadMessage, "breast-cancer table does not have 569 rows");
+  if (rows.size() != 569)
+    throw_error(ErrorCategory::kBadMessage, "breast-cancer table does not have 569 rows");
   const std::string ipath = models_dir + "/cancer-logreg.test-indices.txt";
   std::ifstream idx(ipath);
   if (!idx) throw_error(ErrorCategory::kIo, "cannot open the test split '" + ipath + "'");
   std::vector<std::size_t> test;
   std::int64_t v;
   while (idx >> v) {
-    if (v < 0 || v >= 569) throw_error(ErrorCategory::kBadMessage, "test index out of range in '" + ipath + "'");
+    if (v < 0 || v >= 569)
+      throw_error(ErrorCategory::kBadMessage, "test index out of range in '" + ipath + "'");
     test.push_back(static_cast<std::size_t>(v));
   }
   const std::int64_t n = static_cast<std::int64_t>(test.size());
@@ -143,12 +150,14 @@ Tensor slice_rows(const Tensor& t, std::int64_t begin, std::int64_t end) {
   const std::int64_t row = s[0] ? t.numel() / s[0] : 0;
   s[0] = end - begin;
   const auto src = t.f32();
-  return Tensor::from_floats(s, std::vector<float>(src.begin() + begin * row, src.begin() + end * row));
+  return Tensor::from_floats(
+      s, std::vector<float>(src.begin() + begin * row, src.begin() + end * row));
 }
 
 std::vector<int> predicted_labels(const Tensor& outputs) {
   const Shape& s = outputs.shape();
-  if (s.empty()) throw_error(ErrorCategory::kBadInput, "model output is a scalar, expected [N, classes]");
+  if (s.empty())
+    throw_error(ErrorCategory::kBadInput, "model output is a scalar, expected [N, classes]");
   const std::int64_t n = s[0];
   const std::int64_t c = n ? outputs.numel() / n : 0;
   const auto v = outputs.f32();

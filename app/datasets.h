@@ -16,7 +16,7 @@ struct Dataset {
   Tensor inputs;            // [N, ...] float32, preprocessed as the models expect
   std::vector<int> labels;  // N labels
   int num_classes = 0;
-  std::string source;       // where it was read from
+  std::string source;  // where it was read from
 };
 
 /// "fmnist" (the 10,000 test images, pixels / 255, [N,1,28,28]) or "cancer"

@@ -17,13 +17,13 @@ namespace blindfold::backends {
 
 /// Who learns what and what must be trusted, in words the CLI prints.
 struct TrustModel {
-  std::string summary;      // one line for tables, e.g. "none: the data never leaves the client"
-  std::string input;        // who sees the client's input
-  std::string weights;      // who sees the model's weights
-  std::string output;       // who sees the prediction
-  std::string trusted;      // what must be trusted (non-collusion, vendor, dealer)
-  std::string adversary;    // semi-honest / malicious / n/a
-  int security_bits = 0;    // computational security; 0 when not applicable
+  std::string summary;    // one line for tables, e.g. "none: the data never leaves the client"
+  std::string input;      // who sees the client's input
+  std::string weights;    // who sees the model's weights
+  std::string output;     // who sees the prediction
+  std::string trusted;    // what must be trusted (non-collusion, vendor, dealer)
+  std::string adversary;  // semi-honest / malicious / n/a
+  int security_bits = 0;  // computational security; 0 when not applicable
 };
 
 /// Bytes and time of one phase.
@@ -34,8 +34,8 @@ struct PhaseCost {
 
 /// What one inference cost. The same fields for every backend.
 struct RunMetrics {
-  PhaseCost offline;    // input-independent preprocessing for this query
-  PhaseCost online;     // the query itself, end to end
+  PhaseCost offline;        // input-independent preprocessing for this query
+  PhaseCost online;         // the query itself, end to end
   std::int64_t rounds = 0;  // online communication rounds
 };
 

@@ -6,7 +6,9 @@
 
 namespace blindfold::backends {
 
-std::vector<std::string> backend_names() { return {"plain"}; }
+std::vector<std::string> backend_names() {
+  return {"plain"};
+}
 
 std::unique_ptr<Backend> make_backend(std::string_view name) {
   if (name == "plain") return std::make_unique<PlainBackend>();

@@ -10,14 +10,14 @@
 namespace blindfold {
 
 enum class ErrorCategory {
-  kBadModel,             // a model file or graph that cannot be imported or run
-  kBadInput,             // user input: tensors, files, flags, datasets
-  kBadMessage,           // bytes from a peer or from disk that fail validation
-  kInsecureParameters,   // a parameter set below the required security level
-  kPeerFailure,          // a peer went away, timed out or reported an error
-  kUnsupported,          // a valid request this build or backend cannot serve
-  kIo,                   // the operating system refused (open, read, write)
-  kInternal,             // a broken invariant: a bug in Blindfold
+  kBadModel,            // a model file or graph that cannot be imported or run
+  kBadInput,            // user input: tensors, files, flags, datasets
+  kBadMessage,          // bytes from a peer or from disk that fail validation
+  kInsecureParameters,  // a parameter set below the required security level
+  kPeerFailure,         // a peer went away, timed out or reported an error
+  kUnsupported,         // a valid request this build or backend cannot serve
+  kIo,                  // the operating system refused (open, read, write)
+  kInternal,            // a broken invariant: a bug in Blindfold
 };
 
 /// Name of a category as printed by the CLI ("bad model", ...).

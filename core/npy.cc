@@ -44,12 +44,14 @@ Tensor parse_npy(std::string_view b) {
   std::size_t header_len;
   std::size_t offset;
   if (major == 1) {
-    header_len = static_cast<unsigned char>(b[8]) | (static_cast<std::size_t>(static_cast<unsigned char>(b[9])) << 8);
+    header_len = static_cast<unsigned char>(b[8]) |
+                 (static_cast<std::size_t>(static_cast<unsigned char>(b[9])) << 8);
     offset = 10;
   } else if (major == 2 || major == 3) {
     if (b.size() < 12) bad("truncated header");
     header_len = 0;
-    for (int i = 0; i < 4; ++i) header_len |= static_cast<std::size_t>(static_cast<unsigned char>(b[8 + i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      header_len |= static_cast<std::size_t>(static_cast<unsigned char>(b[8 + i])) << (8 * i);
     offset = 12;
   } else {
     bad("unsupported format version " + std::to_string(major));
@@ -64,11 +66,14 @@ Tensor parse_npy(std::string_view b) {
   std::size_t elem;
   int kind;  // 0 f4, 1 f8, 2 i8
   if (descr == "'<f4'") {
-    elem = 4; kind = 0;
+    elem = 4;
+    kind = 0;
   } else if (descr == "'<f8'") {
-    elem = 8; kind = 1;
+    elem = 8;
+    kind = 1;
   } else if (descr == "'<i8'") {
-    elem = 8; kind = 2;
+    elem = 8;
+    kind = 2;
   } else {
     bad("dtype " + descr + " is not supported (use little-endian float32, float64 or int64)");
   }
@@ -98,8 +103,8 @@ Tensor parse_npy(std::string_view b) {
   const std::int64_t n = checked_numel(shape);
   const std::size_t need = static_cast<std::size_t>(n) * elem;
   if (b.size() - offset != need) {
-    bad("payload has " + std::to_string(b.size() - offset) + " bytes, shape " + shape_to_string(shape) +
-        " needs " + std::to_string(need));
+    bad("payload has " + std::to_string(b.size() - offset) + " bytes, shape " +
+        shape_to_string(shape) + " needs " + std::to_string(need));
   }
   const char* p = b.data() + offset;
   if (kind == 2) {
@@ -156,8 +161,8 @@ std::string read_file_bytes(const std::string& path, std::int64_t max_bytes) {
   const std::streamoff size = in.tellg();
   if (size < 0) throw_error(ErrorCategory::kIo, "cannot read '" + path + "'");
   if (size > max_bytes) {
-    throw_error(ErrorCategory::kBadInput, "'" + path + "' is larger than " +
-                                              std::to_string(max_bytes) + " bytes");
+    throw_error(ErrorCategory::kBadInput,
+                "'" + path + "' is larger than " + std::to_string(max_bytes) + " bytes");
   }
   std::string bytes(static_cast<std::size_t>(size), '\0');
   in.seekg(0);
@@ -188,6 +193,8 @@ Tensor read_npy(const std::string& path) {
   }
 }
 
-void write_npy(const std::string& path, const Tensor& t) { write_file_bytes(path, to_npy(t)); }
+void write_npy(const std::string& path, const Tensor& t) {
+  write_file_bytes(path, to_npy(t));
+}
 
 }  // namespace blindfold

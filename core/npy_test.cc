@@ -22,7 +22,7 @@ TEST(Npy, RoundTripFloatAndInt) {
 TEST(Npy, MalformedRefused) {
   const std::string good = to_npy(Tensor::from_floats({2}, {1, 2}));
   EXPECT_THROW(parse_npy(good.substr(0, good.size() - 1)), Error);  // short payload
-  EXPECT_THROW(parse_npy(good + "x"), Error);                        // long payload
+  EXPECT_THROW(parse_npy(good + "x"), Error);                       // long payload
   EXPECT_THROW(parse_npy("\x93NUMPX"), Error);
   std::string bad_shape = good;
   bad_shape.replace(bad_shape.find("(2,)"), 4, "&2, ");

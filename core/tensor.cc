@@ -17,14 +17,15 @@ std::string_view dtype_name(DType t) noexcept {
 
 std::int64_t checked_numel(const Shape& shape) {
   if (shape.size() > kMaxRank) {
-    throw_error(ErrorCategory::kBadInput,
-                "tensor rank " + std::to_string(shape.size()) + " exceeds the maximum of " +
-                    std::to_string(kMaxRank));
+    throw_error(ErrorCategory::kBadInput, "tensor rank " + std::to_string(shape.size()) +
+                                              " exceeds the maximum of " +
+                                              std::to_string(kMaxRank));
   }
   std::int64_t n = 1;
   for (std::int64_t d : shape) {
     if (d < 0) {
-      throw_error(ErrorCategory::kBadInput, "negative dimension in shape " + shape_to_string(shape));
+      throw_error(ErrorCategory::kBadInput,
+                  "negative dimension in shape " + shape_to_string(shape));
     }
     if (d != 0 && n > kMaxTensorElements / d) {
       throw_error(ErrorCategory::kBadInput,
@@ -56,7 +57,9 @@ std::vector<std::int64_t> strides_of(const Shape& shape) {
   return s;
 }
 
-Tensor::Tensor(DType dtype, Shape shape) { reset(dtype, shape); }
+Tensor::Tensor(DType dtype, Shape shape) {
+  reset(dtype, shape);
+}
 
 namespace {
 void check_data_size(const Shape& shape, std::size_t have, std::int64_t need) {
@@ -145,7 +148,8 @@ std::vector<float> Tensor::to_float_vector() const {
   if (dtype_ == DType::kFloat32) return {f32_.begin(), f32_.begin() + numel_};
   std::vector<float> out;
   out.reserve(static_cast<std::size_t>(numel_));
-  for (std::int64_t i = 0; i < numel_; ++i) out.push_back(static_cast<float>(i64_[static_cast<std::size_t>(i)]));
+  for (std::int64_t i = 0; i < numel_; ++i)
+    out.push_back(static_cast<float>(i64_[static_cast<std::size_t>(i)]));
   return out;
 }
 

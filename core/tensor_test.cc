@@ -40,13 +40,16 @@ TEST(ThreadPool, CoversRangeOnceAndPropagatesErrors) {
     });
     for (auto& h : hits) EXPECT_EQ(h.load(), 1);
   }
-  EXPECT_THROW(pool.parallel_for(100, [](std::int64_t b, std::int64_t) {
-    if (b == 0) throw Error(ErrorCategory::kInternal, "boom");
-  }), Error);
+  EXPECT_THROW(pool.parallel_for(100,
+                                 [](std::int64_t b, std::int64_t) {
+                                   if (b == 0) throw Error(ErrorCategory::kInternal, "boom");
+                                 }),
+               Error);
   // Still usable after an exception, and nested calls run inline.
   std::atomic<int> total{0};
   pool.parallel_for(4, [&](std::int64_t b, std::int64_t e) {
-    pool.parallel_for(10, [&](std::int64_t b2, std::int64_t e2) { total += static_cast<int>(e2 - b2); });
+    pool.parallel_for(
+        10, [&](std::int64_t b2, std::int64_t e2) { total += static_cast<int>(e2 - b2); });
     (void)b;
     (void)e;
   });

@@ -29,8 +29,7 @@ std::int64_t node_macs(const Graph& g, const Node& n) {
       if (n.op == OpType::kGemm && n.attrs.get_int("transA", 0) != 0 && a.size() == 2) k = a[0];
       return numel(out.shape) * k;
     }
-    default:
-      return 0;
+    default: return 0;
   }
 }
 

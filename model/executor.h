@@ -34,7 +34,7 @@ class Executor {
   ThreadPool& pool_;
   std::int64_t prepared_batch_ = -1;
   std::vector<TypedShape> shapes_;
-  std::vector<Tensor> slots_;          // one per value (unused for constants)
+  std::vector<Tensor> slots_;  // one per value (unused for constants)
 };
 
 }  // namespace blindfold::model

@@ -201,7 +201,8 @@ void Graph::validate() const {
   const int nv = static_cast<int>(values.size());
   std::vector<bool> ready(values.size(), false);
   for (int i = 0; i < nv; ++i) {
-    if (values[static_cast<std::size_t>(i)].is_constant()) ready[static_cast<std::size_t>(i)] = true;
+    if (values[static_cast<std::size_t>(i)].is_constant())
+      ready[static_cast<std::size_t>(i)] = true;
   }
   for (int i : inputs) {
     if (i < 0 || i >= nv) throw_error(ErrorCategory::kBadModel, "graph input index out of range");

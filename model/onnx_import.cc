@@ -20,7 +20,9 @@ namespace {
 constexpr std::size_t kMaxNodes = 1'000'000;
 constexpr std::size_t kMaxValues = 4'000'000;
 
-[[noreturn]] void bad(const std::string& msg) { throw_error(ErrorCategory::kBadModel, msg); }
+[[noreturn]] void bad(const std::string& msg) {
+  throw_error(ErrorCategory::kBadModel, msg);
+}
 
 std::string elem_type_name(int t) {
   if (onnx::TensorProto_DataType_IsValid(t)) {
@@ -32,14 +34,9 @@ std::string elem_type_name(int t) {
 // Element types we can hold, and how we hold them.
 bool supported_elem_type(int t, DType* out) {
   switch (t) {
-    case onnx::TensorProto_DataType_FLOAT:
-      *out = DType::kFloat32;
-      return true;
-    case onnx::TensorProto_DataType_INT64:
-      *out = DType::kInt64;
-      return true;
-    default:
-      return false;
+    case onnx::TensorProto_DataType_FLOAT: *out = DType::kFloat32; return true;
+    case onnx::TensorProto_DataType_INT64: *out = DType::kInt64; return true;
+    default: return false;
   }
 }
 
@@ -47,9 +44,11 @@ std::string read_file(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw_error(ErrorCategory::kIo, std::string("cannot open ") + what + " '" + path + "'");
   const std::streamoff size = in.tellg();
-  if (size < 0) throw_error(ErrorCategory::kIo, std::string("cannot read ") + what + " '" + path + "'");
+  if (size < 0)
+    throw_error(ErrorCategory::kIo, std::string("cannot read ") + what + " '" + path + "'");
   if (size > kMaxModelBytes) {
-    throw_error(ErrorCategory::kBadModel, std::string(what) + " '" + path + "' is larger than 1 GiB");
+    throw_error(ErrorCategory::kBadModel,
+                std::string(what) + " '" + path + "' is larger than 1 GiB");
   }
   std::string bytes(static_cast<std::size_t>(size), '\0');
   in.seekg(0);
@@ -143,11 +142,26 @@ Tensor convert_tensor(const onnx::TensorProto& tp, const std::string& what) {
     case onnx::TensorProto_DataType_BOOL:
       if (has_raw) {
         switch (t) {
-          case onnx::TensorProto_DataType_INT32: check_raw(4); copy_raw<std::int32_t>(raw, n, &i); break;
-          case onnx::TensorProto_DataType_INT16: check_raw(2); copy_raw<std::int16_t>(raw, n, &i); break;
-          case onnx::TensorProto_DataType_UINT16: check_raw(2); copy_raw<std::uint16_t>(raw, n, &i); break;
-          case onnx::TensorProto_DataType_INT8: check_raw(1); copy_raw<std::int8_t>(raw, n, &i); break;
-          default: check_raw(1); copy_raw<std::uint8_t>(raw, n, &i); break;
+          case onnx::TensorProto_DataType_INT32:
+            check_raw(4);
+            copy_raw<std::int32_t>(raw, n, &i);
+            break;
+          case onnx::TensorProto_DataType_INT16:
+            check_raw(2);
+            copy_raw<std::int16_t>(raw, n, &i);
+            break;
+          case onnx::TensorProto_DataType_UINT16:
+            check_raw(2);
+            copy_raw<std::uint16_t>(raw, n, &i);
+            break;
+          case onnx::TensorProto_DataType_INT8:
+            check_raw(1);
+            copy_raw<std::int8_t>(raw, n, &i);
+            break;
+          default:
+            check_raw(1);
+            copy_raw<std::uint8_t>(raw, n, &i);
+            break;
         }
       } else {
         check_count(tp.int32_data_size(), "int32_data");
@@ -221,8 +235,9 @@ Attribute convert_attribute(const onnx::AttributeProto& ap, const std::string& o
 // first dimension may be symbolic (the batch).
 void convert_input(const onnx::ValueInfoProto& vi, Value* v) {
   if (!vi.type().has_tensor_type()) {
-    throw_error(ErrorCategory::kUnsupported,
-                "graph input '" + vi.name() + "' is not a tensor (sequences and maps are not supported)");
+    throw_error(
+        ErrorCategory::kUnsupported,
+        "graph input '" + vi.name() + "' is not a tensor (sequences and maps are not supported)");
   }
   const auto& tt = vi.type().tensor_type();
   if (!supported_elem_type(tt.elem_type(), &v->dtype)) {
@@ -234,7 +249,8 @@ void convert_input(const onnx::ValueInfoProto& vi, Value* v) {
     bad("graph input '" + vi.name() + "' has no shape; Blindfold needs static shapes");
   }
   const int rank = tt.shape().dim_size();
-  if (static_cast<std::size_t>(rank) > kMaxRank) bad("graph input '" + vi.name() + "' has rank above 8");
+  if (static_cast<std::size_t>(rank) > kMaxRank)
+    bad("graph input '" + vi.name() + "' has rank above 8");
   for (int d = 0; d < rank; ++d) {
     const auto& dim = tt.shape().dim(d);
     if (dim.has_dim_value() && dim.dim_value() < 0) {
@@ -242,8 +258,9 @@ void convert_input(const onnx::ValueInfoProto& vi, Value* v) {
     }
     const bool symbolic = !dim.has_dim_value();
     if (symbolic && d != 0) {
-      throw_error(ErrorCategory::kUnsupported, "dimension " + std::to_string(d) + " of graph input '" + vi.name() +
-          "' is dynamic; only the first (batch) dimension may be");
+      throw_error(ErrorCategory::kUnsupported,
+                  "dimension " + std::to_string(d) + " of graph input '" + vi.name() +
+                      "' is dynamic; only the first (batch) dimension may be");
     }
     if (symbolic) {
       v->shape.push_back(1);
@@ -273,9 +290,9 @@ Graph convert_model(const onnx::ModelProto& mp, const ImportOptions& options) {
     if (mp.opset_import_size() == 0 && mp.ir_version() > 0 && mp.ir_version() < 3) {
       opset = 1;  // IR v1/v2 files predate opset_import
     } else if (mp.opset_import_size() > 0) {
-      throw_error(ErrorCategory::kUnsupported,
-                  "the model imports only the domain '" + mp.opset_import(0).domain() +
-                      "'; only the default ONNX domain is supported");
+      throw_error(ErrorCategory::kUnsupported, "the model imports only the domain '" +
+                                                   mp.opset_import(0).domain() +
+                                                   "'; only the default ONNX domain is supported");
     } else {
       bad("the model imports no opset of the default ONNX domain");
     }
@@ -285,7 +302,8 @@ Graph convert_model(const onnx::ModelProto& mp, const ImportOptions& options) {
   g.producer = mp.producer_name();
   const onnx::GraphProto& gp = mp.graph();
   g.name = gp.name();
-  if (static_cast<std::size_t>(gp.node_size()) > kMaxNodes) bad("the graph has more than 10^6 nodes");
+  if (static_cast<std::size_t>(gp.node_size()) > kMaxNodes)
+    bad("the graph has more than 10^6 nodes");
   if (static_cast<std::size_t>(gp.initializer_size() + gp.input_size()) > kMaxValues) {
     bad("the graph has too many values");
   }
@@ -326,10 +344,10 @@ Graph convert_model(const onnx::ModelProto& mp, const ImportOptions& options) {
     const std::string label_name =
         np.name().empty() ? np.op_type() + "_" + std::to_string(counter) : np.name();
     if (!np.domain().empty() && np.domain() != "ai.onnx") {
-      throw_error(ErrorCategory::kUnsupported,
-                  "unsupported op '" + np.domain() + "." + np.op_type() + "' at node '" +
-                      label_name + "' (opset " + std::to_string(opset) +
-                      "): only the default ONNX domain is supported");
+      throw_error(ErrorCategory::kUnsupported, "unsupported op '" + np.domain() + "." +
+                                                   np.op_type() + "' at node '" + label_name +
+                                                   "' (opset " + std::to_string(opset) +
+                                                   "): only the default ONNX domain is supported");
     }
     const auto op = op_from_name(np.op_type());
     if (!op) {
@@ -359,7 +377,8 @@ Graph convert_model(const onnx::ModelProto& mp, const ImportOptions& options) {
     for (int k = 0; k <= last; ++k) {
       Value v;
       v.name = np.output(k).empty() ? label_name + ":unused:" + std::to_string(k) : np.output(k);
-      if (g.find_value(v.name) >= 0) bad(n.label() + " writes '" + v.name + "', which is already defined");
+      if (g.find_value(v.name) >= 0)
+        bad(n.label() + " writes '" + v.name + "', which is already defined");
       n.outputs.push_back(g.add_value(std::move(v)));
     }
     for (const auto& ap : np.attribute()) {
@@ -389,7 +408,8 @@ Graph convert_model(const onnx::ModelProto& mp, const ImportOptions& options) {
 }  // namespace
 
 Graph import_onnx(std::string_view bytes, const ImportOptions& options) {
-  if (bytes.size() > static_cast<std::size_t>(kMaxModelBytes)) bad("the model is larger than 1 GiB");
+  if (bytes.size() > static_cast<std::size_t>(kMaxModelBytes))
+    bad("the model is larger than 1 GiB");
   onnx::ModelProto mp;
   if (!mp.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     bad("the file is not a valid ONNX model (protobuf parse failed: truncated or corrupted)");

@@ -25,10 +25,8 @@ bool is_unary_elementwise(OpType op) {
     case OpType::kSigmoid:
     case OpType::kTanh:
     case OpType::kErf:
-    case OpType::kSqrt:
-      return true;
-    default:
-      return false;
+    case OpType::kSqrt: return true;
+    default: return false;
   }
 }
 
@@ -38,10 +36,8 @@ bool is_binary_elementwise(OpType op) {
     case OpType::kSub:
     case OpType::kMul:
     case OpType::kDiv:
-    case OpType::kPow:
-      return true;
-    default:
-      return false;
+    case OpType::kPow: return true;
+    default: return false;
   }
 }
 

@@ -46,23 +46,46 @@ enum class OpType : int {
 };
 
 inline constexpr std::array<std::string_view, static_cast<int>(OpType::kCount)> kOpNames = {
-    "Gemm",      "MatMul",      "Add",
-    "Sub",       "Mul",         "Div",
-    "Conv",      "Relu",        "Sigmoid",
-    "Tanh",      "Erf",         "MaxPool",
-    "AveragePool", "GlobalAveragePool", "Pad",
-    "Flatten",   "Reshape",     "Transpose",
-    "Concat",    "Squeeze",     "Unsqueeze",
-    "Slice",     "Gather",      "BatchNormalization",
-    "LayerNormalization", "Softmax", "Pow",
-    "Sqrt",      "ReduceMean",  "Constant",
-    "Identity",  "Cast",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Conv",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Erf",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Pad",
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Concat",
+    "Squeeze",
+    "Unsqueeze",
+    "Slice",
+    "Gather",
+    "BatchNormalization",
+    "LayerNormalization",
+    "Softmax",
+    "Pow",
+    "Sqrt",
+    "ReduceMean",
+    "Constant",
+    "Identity",
+    "Cast",
 };
 static_assert(kOpNames.size() == static_cast<std::size_t>(OpType::kCount),
               "every OpType needs exactly one name");
 static_assert(kOpNames.back() == "Cast", "name table out of step with OpType");
 
-constexpr std::string_view op_name(OpType op) { return kOpNames[static_cast<std::size_t>(op)]; }
+constexpr std::string_view op_name(OpType op) {
+  return kOpNames[static_cast<std::size_t>(op)];
+}
 
 /// The op with ONNX name `name`, or nullopt when Blindfold does not support it.
 std::optional<OpType> op_from_name(std::string_view name);

@@ -437,7 +437,7 @@ DType cast_target(const Node& node) {
   if (to == kOnnxFloat) return DType::kFloat32;
   if (to == kOnnxInt64) return DType::kInt64;
   unsupported(node, "Cast to ONNX type " + std::to_string(to) +
-                 " is not supported (only 1 = float and 7 = int64)");
+                        " is not supported (only 1 = float and 7 = int64)");
 }
 
 // Truncates toward zero like C, but saturates instead of the UB of an
@@ -472,7 +472,8 @@ Tensor constant_value(const Node& node) {
   for (const char* k : kinds) found += node.attrs.has(k) ? 1 : 0;
   if (found != 1) {
     for (const char* k : {"sparse_value", "value_string", "value_strings"}) {
-      if (node.attrs.has(k)) unsupported(node, std::string("attribute '") + k + "' is not supported");
+      if (node.attrs.has(k))
+        unsupported(node, std::string("attribute '") + k + "' is not supported");
     }
     fail(node, "needs exactly one of value, value_float(s), value_int(s)");
   }

@@ -33,12 +33,24 @@ Node make_node(OpType op, std::size_t inputs, int opset = 13) {
   return n;
 }
 
-void set_int(Node& n, const std::string& name, std::int64_t v) { n.attrs.set(name, Attribute::of_int(v)); }
-void set_ints(Node& n, const std::string& name, I64 v) { n.attrs.set(name, Attribute::of_ints(std::move(v))); }
-void set_float(Node& n, const std::string& name, float v) { n.attrs.set(name, Attribute::of_float(v)); }
-void set_floats(Node& n, const std::string& name, F32 v) { n.attrs.set(name, Attribute::of_floats(std::move(v))); }
-void set_string(Node& n, const std::string& name, const std::string& v) { n.attrs.set(name, Attribute::of_string(v)); }
-void set_tensor(Node& n, const std::string& name, Tensor v) { n.attrs.set(name, Attribute::of_tensor(std::move(v))); }
+void set_int(Node& n, const std::string& name, std::int64_t v) {
+  n.attrs.set(name, Attribute::of_int(v));
+}
+void set_ints(Node& n, const std::string& name, I64 v) {
+  n.attrs.set(name, Attribute::of_ints(std::move(v)));
+}
+void set_float(Node& n, const std::string& name, float v) {
+  n.attrs.set(name, Attribute::of_float(v));
+}
+void set_floats(Node& n, const std::string& name, F32 v) {
+  n.attrs.set(name, Attribute::of_floats(std::move(v)));
+}
+void set_string(Node& n, const std::string& name, const std::string& v) {
+  n.attrs.set(name, Attribute::of_string(v));
+}
+void set_tensor(Node& n, const std::string& name, Tensor v) {
+  n.attrs.set(name, Attribute::of_tensor(std::move(v)));
+}
 
 Tensor floats(Shape s, F32 v) {
   return Tensor::from_floats(std::move(s), std::move(v));
@@ -765,7 +777,8 @@ TEST(OpsBasicCast, FloatAndInt64) {
 TEST(OpsBasicCast, UnsupportedTargetThrows) {
   Node n = make_node(OpType::kCast, 1);
   set_int(n, "to", 6);
-  expect_error([&] { infer(n, {iota({1})}); }, ErrorCategory::kUnsupported, {"node 'n' (Cast)", "6"});
+  expect_error([&] { infer(n, {iota({1})}); }, ErrorCategory::kUnsupported,
+               {"node 'n' (Cast)", "6"});
   Node none = make_node(OpType::kCast, 1);
   expect_error([&] { infer(none, {iota({1})}); }, ErrorCategory::kBadModel, {"to"});
 }

@@ -33,10 +33,18 @@ Node make_node(OpType op, std::size_t inputs, std::size_t outputs = 1, int opset
   return n;
 }
 
-void set_int(Node& n, const std::string& name, std::int64_t v) { n.attrs.set(name, Attribute::of_int(v)); }
-void set_ints(Node& n, const std::string& name, I64 v) { n.attrs.set(name, Attribute::of_ints(std::move(v))); }
-void set_float(Node& n, const std::string& name, float v) { n.attrs.set(name, Attribute::of_float(v)); }
-void set_string(Node& n, const std::string& name, const std::string& v) { n.attrs.set(name, Attribute::of_string(v)); }
+void set_int(Node& n, const std::string& name, std::int64_t v) {
+  n.attrs.set(name, Attribute::of_int(v));
+}
+void set_ints(Node& n, const std::string& name, I64 v) {
+  n.attrs.set(name, Attribute::of_ints(std::move(v)));
+}
+void set_float(Node& n, const std::string& name, float v) {
+  n.attrs.set(name, Attribute::of_float(v));
+}
+void set_string(Node& n, const std::string& name, const std::string& v) {
+  n.attrs.set(name, Attribute::of_string(v));
+}
 
 std::int64_t numel(const Shape& s) {
   std::int64_t n = 1;

@@ -103,14 +103,18 @@ int fold_batchnorm(Graph& g) {
     if (has_bias && !g.value(conv.inputs[2]).is_constant()) continue;
     bool params_const = true;
     for (int i = 1; i < 5; ++i) {
-      if (bn.inputs[static_cast<std::size_t>(i)] < 0 || !g.value(bn.inputs[static_cast<std::size_t>(i)]).is_constant())
+      if (bn.inputs[static_cast<std::size_t>(i)] < 0 ||
+          !g.value(bn.inputs[static_cast<std::size_t>(i)]).is_constant())
         params_const = false;
     }
     if (!params_const) continue;
     const std::int64_t m = wv.constant->dim(0);
-    auto param = [&](int i) { return g.value(bn.inputs[static_cast<std::size_t>(i)]).constant->to_float_vector(); };
+    auto param = [&](int i) {
+      return g.value(bn.inputs[static_cast<std::size_t>(i)]).constant->to_float_vector();
+    };
     const std::vector<float> scale = param(1), shift = param(2), mean = param(3), var = param(4);
-    if (static_cast<std::int64_t>(scale.size()) != m || static_cast<std::int64_t>(shift.size()) != m ||
+    if (static_cast<std::int64_t>(scale.size()) != m ||
+        static_cast<std::int64_t>(shift.size()) != m ||
         static_cast<std::int64_t>(mean.size()) != m || static_cast<std::int64_t>(var.size()) != m) {
       continue;  // shape inference reports the mismatch
     }
@@ -124,7 +128,8 @@ int fold_batchnorm(Graph& g) {
     }
     for (std::int64_t c = 0; c < m; ++c) {
       const auto cu = static_cast<std::size_t>(c);
-      const double f = static_cast<double>(scale[cu]) / std::sqrt(static_cast<double>(var[cu]) + eps);
+      const double f =
+          static_cast<double>(scale[cu]) / std::sqrt(static_cast<double>(var[cu]) + eps);
       for (std::int64_t j = 0; j < per; ++j) {
         auto& wj = w[static_cast<std::size_t>(c * per + j)];
         wj = static_cast<float>(wj * f);

@@ -18,9 +18,10 @@ void unsupported(const Node& node, const std::string& msg) {
 void expect_inputs(const Node& node, std::span<const ValueInfo> inputs, std::size_t lo,
                    std::size_t hi) {
   if (inputs.size() < lo || inputs.size() > hi) {
-    fail(node, "expects " + (lo == hi ? std::to_string(lo)
-                                      : std::to_string(lo) + " to " + std::to_string(hi)) +
-                   " inputs, has " + std::to_string(inputs.size()));
+    fail(node,
+         "expects " +
+             (lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi)) +
+             " inputs, has " + std::to_string(inputs.size()));
   }
   for (std::size_t i = 0; i < lo; ++i) {
     if (!inputs[i].present) fail(node, "required input " + std::to_string(i) + " is missing");
@@ -29,8 +30,8 @@ void expect_inputs(const Node& node, std::span<const ValueInfo> inputs, std::siz
 
 std::int64_t normalize_axis(const Node& node, std::int64_t axis, std::int64_t rank) {
   if (axis < -rank || axis >= rank) {
-    fail(node, "axis " + std::to_string(axis) + " is out of range for rank " +
-                   std::to_string(rank));
+    fail(node,
+         "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
   }
   return axis < 0 ? axis + rank : axis;
 }
@@ -44,8 +45,8 @@ std::vector<TypedShape> infer_node(const Node& node, std::span<const ValueInfo> 
     // Optional extra outputs (e.g. MaxPool indices, BatchNorm running stats)
     // are refused by the importer, so a mismatch is a bug.
     if (out.size() < node.outputs.size()) {
-      detail::fail(node, "has " + std::to_string(node.outputs.size()) +
-                             " outputs; only " + std::to_string(out.size()) + " supported");
+      detail::fail(node, "has " + std::to_string(node.outputs.size()) + " outputs; only " +
+                             std::to_string(out.size()) + " supported");
     }
     out.resize(node.outputs.size());
   }
@@ -116,8 +117,7 @@ void annotate_shapes(Graph& graph) {
     for (std::size_t d = 0; d < v.shape.size(); ++d) {
       if (s2[i].shape[d] == v.shape[d]) continue;
       if (s2[i].shape[d] != 2 * v.shape[d]) {
-        throw_error(ErrorCategory::kBadModel, "dimension " + std::to_string(d) + " of '" +
-                                                  v.name +
+        throw_error(ErrorCategory::kBadModel, "dimension " + std::to_string(d) + " of '" + v.name +
                                                   "' does not scale linearly with the batch");
       }
       v.batch_dims[d] = true;

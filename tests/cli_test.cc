@@ -100,13 +100,14 @@ TEST(Cli, EvalPrintsAccuracy) {
 }
 
 TEST(Cli, BenchJsonHasTheCommonMetrics) {
-  const Result r = sh("bench " + kRoot + "/models/fmnist-lenet.onnx --backend plain --batch 4 --runs 3 "
+  const Result r = sh("bench " + kRoot +
+                      "/models/fmnist-lenet.onnx --backend plain --batch 4 --runs 3 "
                       "--dataset fmnist --limit 200 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  for (const char* k : {"model", "backend", "batch", "runs", "latency_ms", "phases_ms", "bytes",
-                        "rounds", "accuracy", "agreement_with_plain", "samples", "trust",
-                        "security_bits"}) {
+  for (const char* k :
+       {"model", "backend", "batch", "runs", "latency_ms", "phases_ms", "bytes", "rounds",
+        "accuracy", "agreement_with_plain", "samples", "trust", "security_bits"}) {
     EXPECT_TRUE(j.contains(k)) << k;
   }
   EXPECT_EQ(j["batch"], 4);
@@ -146,11 +147,13 @@ TEST(Cli, WrongInputShapeDtypeAndAbsurdDims) {
   expect_clean_error(sh("run " + model + " -i " + wrong + " -o " + tmp("o.npy")), 3,
                      "must have shape [N, 1, 28, 28]");
   const std::string ints = tmp("ints.npy");
-  blindfold::write_npy(ints, blindfold::Tensor::from_ints({1, 1, 28, 28}, std::vector<std::int64_t>(784)));
+  blindfold::write_npy(
+      ints, blindfold::Tensor::from_ints({1, 1, 28, 28}, std::vector<std::int64_t>(784)));
   expect_clean_error(sh("run " + model + " -i " + ints + " -o " + tmp("o.npy")), 3, "float32");
   // A header claiming 2^40 x 2^40 elements with no payload.
   const std::string absurd = tmp("absurd.npy");
-  std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }";
+  std::string h =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }";
   h.append(64 - (10 + h.size() + 1) % 64, ' ');
   h.push_back('\n');
   std::string file = "\x93NUMPY\x01";
@@ -159,7 +162,8 @@ TEST(Cli, WrongInputShapeDtypeAndAbsurdDims) {
   file.push_back(static_cast<char>(h.size() >> 8));
   std::ofstream(absurd, std::ios::binary) << file + h;
   expect_clean_error(sh("run " + model + " -i " + absurd + " -o " + tmp("o.npy")), 3, "2^31");
-  expect_clean_error(sh("run " + model + " -i /nonexistent.npy -o " + tmp("o.npy")), 8, "cannot open");
+  expect_clean_error(sh("run " + model + " -i /nonexistent.npy -o " + tmp("o.npy")), 8,
+                     "cannot open");
 }
 
 TEST(Cli, UnknownBackendAndDataset) {

@@ -117,7 +117,8 @@ TEST(Import, UnsupportedOpNamesNodeOpAndOpset) {
   b.input("x", {1, 3});
   b.node("HardSwish", {"x"}, {"y"}, "act7");
   b.output("y");
-  expect_error(b.bytes(), ErrorCategory::kUnsupported, "unsupported op 'HardSwish' at node 'act7' (opset 15)");
+  expect_error(b.bytes(), ErrorCategory::kUnsupported,
+               "unsupported op 'HardSwish' at node 'act7' (opset 15)");
 }
 
 TEST(Import, ForeignDomainRefused) {
@@ -230,7 +231,7 @@ TEST(Import, ConstantFoldingAndBatchNormFolding) {
   const Graph plain = model::import_onnx(b.bytes(), raw);
   const Graph opt = model::import_onnx(b.bytes());
   EXPECT_EQ(plain.nodes.size(), 3u);  // the constant Add is always folded
-  ASSERT_EQ(opt.nodes.size(), 2u);  // Conv (BN folded in) and Mul
+  ASSERT_EQ(opt.nodes.size(), 2u);    // Conv (BN folded in) and Mul
   EXPECT_EQ(opt.nodes[0].op, model::OpType::kConv);
   std::vector<float> xin(2 * 2 * 4 * 4);
   for (auto& v : xin) v = nd(rng);

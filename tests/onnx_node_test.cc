@@ -5,6 +5,7 @@
 // other than float/int64, or an op variant we do not implement, each named in
 // the message); every other case must match ONNX's expected outputs.
 #include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,7 +15,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <onnx/onnx_pb.h>
 
 #include "core/error.h"
 #include "model/executor.h"
@@ -43,13 +43,16 @@ std::vector<Tensor> load_set(const fs::path& dir, const char* prefix) {
 // Returns "" on a match, else what differs.
 std::string compare(const Tensor& got, const Tensor& want) {
   if (got.shape() != want.shape()) {
-    return "shape " + shape_to_string(got.shape()) + " != expected " + shape_to_string(want.shape());
+    return "shape " + shape_to_string(got.shape()) + " != expected " +
+           shape_to_string(want.shape());
   }
   if (want.dtype() == DType::kInt64) {
     if (got.dtype() != DType::kInt64) return "dtype float, expected int64";
     const auto a = got.i64(), b = want.i64();
     for (std::size_t i = 0; i < a.size(); ++i) {
-      if (a[i] != b[i]) return "element " + std::to_string(i) + ": " + std::to_string(a[i]) + " != " + std::to_string(b[i]);
+      if (a[i] != b[i])
+        return "element " + std::to_string(i) + ": " + std::to_string(a[i]) +
+               " != " + std::to_string(b[i]);
     }
     return "";
   }
@@ -61,7 +64,8 @@ std::string compare(const Tensor& got, const Tensor& want) {
     if (std::isnan(b[i]) && std::isnan(a[i])) continue;
     if (std::isinf(b[i]) && a[i] == b[i]) continue;
     if (!(std::fabs(a[i] - b[i]) <= 1e-5f + 1e-3f * std::fabs(b[i]))) {
-      return "element " + std::to_string(i) + ": " + std::to_string(a[i]) + " != " + std::to_string(b[i]);
+      return "element " + std::to_string(i) + ": " + std::to_string(a[i]) +
+             " != " + std::to_string(b[i]);
     }
   }
   return "";
@@ -104,7 +108,8 @@ TEST(OnnxNodeTests, EverySupportedCasePasses) {
       for (const auto& vi : mp.graph().input()) {
         if (inits.count(vi.name())) continue;
         if (!vi.type().has_tensor_type()) {
-          throw Error(ErrorCategory::kUnsupported, "graph input '" + vi.name() + "' is not a tensor");
+          throw Error(ErrorCategory::kUnsupported,
+                      "graph input '" + vi.name() + "' is not a tensor");
         }
         input_names.push_back(vi.name());
         is_int.push_back(vi.type().tensor_type().elem_type() == onnx::TensorProto_DataType_INT64);
@@ -147,7 +152,8 @@ TEST(OnnxNodeTests, EverySupportedCasePasses) {
         ++unsupported_reasons[why.substr(0, 80)];
       } else {
         ++failed;
-        failures.push_back(name + ": " + std::string(category_name(e.category())) + ": " + e.what());
+        failures.push_back(name + ": " + std::string(category_name(e.category())) + ": " +
+                           e.what());
       }
     } catch (const std::exception& e) {
       ++failed;
@@ -156,10 +162,11 @@ TEST(OnnxNodeTests, EverySupportedCasePasses) {
   }
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
   if (std::getenv("BLINDFOLD_VERBOSE")) {
-    for (const auto& [why, n] : unsupported_reasons) std::printf("unsupported x%d: %s\n", n, why.c_str());
+    for (const auto& [why, n] : unsupported_reasons)
+      std::printf("unsupported x%d: %s\n", n, why.c_str());
   }
-  std::printf("ONNX node tests: %d passed, %d failed, %d unsupported (of %zu cases)\n", passed, failed,
-              unsupported, cases.size());
+  std::printf("ONNX node tests: %d passed, %d failed, %d unsupported (of %zu cases)\n", passed,
+              failed, unsupported, cases.size());
   EXPECT_EQ(failed, 0);
   EXPECT_GT(passed, 100);
 }

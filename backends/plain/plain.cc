@@ -18,7 +18,9 @@ TrustModel PlainBackend::trust_model() const {
   return t;
 }
 
-Support PlainBackend::supports(const model::Graph&) const { return Support::yes(); }
+Support PlainBackend::supports(const model::Graph&) const {
+  return Support::yes();
+}
 
 void PlainBackend::setup(const model::Graph& graph, const BackendOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
