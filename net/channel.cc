@@ -26,26 +26,27 @@ void Channel::send(std::string_view tag, std::string_view payload) {
 void Channel::send(std::string_view tag, std::span<const std::uint8_t> payload) {
   check_usable();
   if (tag.empty() || tag.size() > kMaxTagBytes) {
-    throw Error(ErrorCategory::kBadInput, "message tag must be 1 to 32 bytes, got '" +
-                                              std::string(tag.substr(0, 40)) + "'");
+    throw Error(ErrorCategory::kBadInput,
+                "message tag must be 1 to 32 bytes, got '" + std::string(tag.substr(0, 40)) + "'");
   }
   if (payload.size() > max_message_) {
-    throw Error(ErrorCategory::kBadInput, "message '" + std::string(tag) + "' of " +
-                                              std::to_string(payload.size()) +
-                                              " bytes exceeds the limit of " +
-                                              std::to_string(max_message_));
+    throw Error(ErrorCategory::kBadInput,
+                "message '" + std::string(tag) + "' of " + std::to_string(payload.size()) +
+                    " bytes exceeds the limit of " + std::to_string(max_message_));
   }
   std::uint8_t header[1 + kMaxTagBytes + 8];
   header[0] = static_cast<std::uint8_t>(tag.size());
   std::memcpy(header + 1, tag.data(), tag.size());
   std::uint64_t len = payload.size();
-  for (int i = 0; i < 8; ++i) header[1 + tag.size() + i] = static_cast<std::uint8_t>(len >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    header[1 + tag.size() + i] = static_cast<std::uint8_t>(len >> (8 * i));
   const std::size_t hlen = 1 + tag.size() + 8;
   try {
     write_bytes({header, hlen});
     if (!payload.empty()) write_bytes(payload);
   } catch (const Error& e) {
-    fail(static_cast<int>(e.category()), std::string("sending '") + std::string(tag) + "': " + e.what());
+    fail(static_cast<int>(e.category()),
+         std::string("sending '") + std::string(tag) + "': " + e.what());
   }
   if (!last_was_send_) ++stats_.rounds;
   last_was_send_ = true;

@@ -27,7 +27,7 @@ using Clock = std::chrono::steady_clock;
 
 /// Bytes and messages of one direction, for one tag or in total.
 struct Traffic {
-  std::int64_t bytes = 0;     // payload plus framing
+  std::int64_t bytes = 0;  // payload plus framing
   std::int64_t messages = 0;
 };
 

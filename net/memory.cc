@@ -43,7 +43,8 @@ class MemoryChannel final : public Channel {
       }
       if (in_->data.empty()) throw Error(ErrorCategory::kPeerFailure, "peer closed the connection");
       const std::size_t n = std::min(o.size() - got, in_->data.size());
-      std::copy(in_->data.begin(), in_->data.begin() + static_cast<std::ptrdiff_t>(n), o.begin() + got);
+      std::copy(in_->data.begin(), in_->data.begin() + static_cast<std::ptrdiff_t>(n),
+                o.begin() + got);
       in_->data.erase(in_->data.begin(), in_->data.begin() + static_cast<std::ptrdiff_t>(n));
       got += n;
     }
@@ -69,8 +70,8 @@ std::pair<std::unique_ptr<Channel>, std::unique_ptr<Channel>> memory_pair() {
 
 Channel& Mesh::to(int j) const {
   if (j < 0 || j >= size() || !peers[static_cast<std::size_t>(j)]) {
-    throw Error(ErrorCategory::kInternal, "party " + std::to_string(self) +
-                                              " has no channel to party " + std::to_string(j));
+    throw Error(ErrorCategory::kInternal,
+                "party " + std::to_string(self) + " has no channel to party " + std::to_string(j));
   }
   return *peers[static_cast<std::size_t>(j)];
 }
