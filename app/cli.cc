@@ -10,6 +10,7 @@
 
 #include "app/bench.h"
 #include "app/datasets.h"
+#include "app/netproxy.h"
 #include "backends/backend.h"
 #include "core/error.h"
 #include "core/npy.h"
@@ -231,6 +232,9 @@ int main(int argc, char** argv) {
   demo->add_option("--models-dir", models_dir, "where the shipped models live");
   demo->add_option("--threads", threads, "worker threads (0: all cores)");
 
+  // netproxy, netprobe serve|measure: the network test bed (scripts/netbed).
+  const auto net_cmds = add_net_commands(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -257,6 +261,7 @@ int main(int argc, char** argv) {
       return cmd_bench(model_path, o, json);
     }
     if (*demo) return cmd_demo(models_dir, threads);
+    if (net_cmds->selected()) return net_cmds->run();
   } catch (const Error& e) {
     std::fprintf(stderr, "blindfold: %s: %s\n", std::string(category_name(e.category())).c_str(),
                  e.what());
