@@ -21,6 +21,12 @@ extern "C" void on_stop_signal(int) {
   if (net::Proxy* p = g_proxy.load()) p->stop();
 }
 
+std::string fmt_g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 class NetCommandsImpl final : public NetCommands {
  public:
   explicit NetCommandsImpl(CLI::App& app) {
@@ -95,11 +101,11 @@ class NetCommandsImpl final : public NetCommands {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    std::fprintf(
-        stderr, "netproxy: %s -> %s, one-way delay %.3f ms per direction (RTT +%.3f ms)%s\n",
-        net::HostPort{o.listen.host, proxy.port()}.str().c_str(), o.connect.str().c_str(),
-        delay_ms_, 2 * delay_ms_,
-        rate_mbit_ > 0 ? (", paced to " + std::to_string(rate_mbit_) + " Mbit/s").c_str() : "");
+    std::fprintf(stderr,
+                 "netproxy: %s -> %s, one-way delay %.3f ms per direction (RTT +%.3f ms)%s\n",
+                 net::HostPort{o.listen.host, proxy.port()}.str().c_str(), o.connect.str().c_str(),
+                 delay_ms_, 2 * delay_ms_,
+                 rate_mbit_ > 0 ? (", paced to " + fmt_g(rate_mbit_) + " Mbit/s").c_str() : "");
     std::fflush(stderr);
     proxy.run();
     g_proxy = nullptr;

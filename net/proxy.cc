@@ -29,6 +29,10 @@ using std::chrono::microseconds;
 
 constexpr std::size_t kChunkBytes = 64 << 10;  // one recv() at most
 constexpr int kReadsPerWakeup = 16;            // fairness between the two directions
+// What a queued chunk costs besides its bytes (deque slot, vector, heap
+// header), so that a peer dribbling 1-byte segments cannot make the queue's
+// memory exceed its cap by a large factor.
+constexpr std::size_t kChunkOverhead = 64;
 
 std::string errno_text(int e) {
   return std::strerror(e);
@@ -162,7 +166,7 @@ struct Chunk {
 struct Direction {
   int from = -1, to = -1;
   std::deque<Chunk> queue;
-  std::size_t queued = 0;         // data bytes in queue
+  std::size_t queued = 0;         // memory held: data + kChunkOverhead per chunk
   std::size_t head_sent = 0;      // bytes of queue.front() already written
   bool head_started = false;      // the head's pacing slot was taken
   bool read_eof = false;          // `from` sent FIN
@@ -478,7 +482,7 @@ void Proxy::serve(Conn* c) {
         dir.head_sent += static_cast<std::size_t>(w);
         bytes_ += w;
         if (dir.head_sent == h.data.size()) {
-          dir.queued -= h.data.size();
+          dir.queued -= h.data.size() + kChunkOverhead;
           dir.queue.pop_front();
           dir.head_sent = 0;
           dir.head_started = false;
@@ -541,7 +545,7 @@ void Proxy::serve(Conn* c) {
           break;
         }
         ch.data.assign(buf.begin(), buf.begin() + n);
-        in.queued += static_cast<std::size_t>(n);
+        in.queued += static_cast<std::size_t>(n) + kChunkOverhead;
         in.queue.push_back(std::move(ch));
         atomic_max(peak_queued_, static_cast<std::int64_t>(in.queued));
       }

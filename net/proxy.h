@@ -40,8 +40,9 @@ struct ProxyOptions {
   std::chrono::microseconds delay{0};
   /// Pacing per direction of each connection in Mbit/s (10^6 bit/s); 0: none.
   double rate_mbit = 0;
-  /// Bytes a direction may hold before the proxy stops reading from its
-  /// source (TCP backpressure then reaches the sender).
+  /// Bytes a direction may hold (data plus 64 bytes per chunk) before the
+  /// proxy stops reading from its source (TCP backpressure then reaches the
+  /// sender). A direction holds at most this plus one 64 KiB chunk.
   std::size_t max_queue_bytes = std::size_t{64} << 20;
   /// Connections served at once; later ones are closed on accept.
   int max_connections = 1024;
@@ -56,7 +57,7 @@ struct ProxyStats {
   std::int64_t failed = 0;       // target unreachable, or reset by a side
   std::int64_t active = 0;       // being served now
   std::int64_t bytes = 0;        // forwarded, both directions
-  std::int64_t peak_queued = 0;  // most bytes one direction ever held
+  std::int64_t peak_queued = 0;  // most one direction ever held (see max_queue_bytes)
 };
 
 /// A delaying TCP proxy. One thread accepts; each connection gets a thread
