@@ -26,6 +26,14 @@ ip netns exec "$chk" tc qdisc add dev lo root tbf rate 10mbit burst 64kb latency
 ip netns del "$chk"
 ((tbf_ok)) || skip "no tbf qdisc"
 
+# Beds of earlier runs of this test that were killed (CTest's timeout sends
+# SIGKILL, which no trap sees): their prefix names a process that is gone.
+for stale in $(ip netns list | awk '{print $1}' | sed -nE 's/^bft([0-9]+)-hub$/\1/p'); do
+  if ! kill -0 "$stale" 2>/dev/null; then
+    NETBED_PREFIX="bft$stale-" "$root/scripts/netbed" down || true
+  fi
+done
+
 case "$profile" in
   wan) bytes=8MiB ;;    # 0.7 s at 100 Mbit/s
   lan) bytes=64MiB ;;   # 0.5 s at 1 Gbit/s
