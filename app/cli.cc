@@ -11,6 +11,7 @@
 #include "app/bench.h"
 #include "app/datasets.h"
 #include "app/netproxy.h"
+#include "app/party.h"
 #include "backends/backend.h"
 #include "core/error.h"
 #include "core/npy.h"
@@ -234,6 +235,8 @@ int main(int argc, char** argv) {
 
   // netproxy, netprobe serve|measure: the network test bed (scripts/netbed).
   const auto net_cmds = add_net_commands(app);
+  // certs, party: the multi-process party mesh over TLS (net/mesh.h).
+  const auto party_cmds = add_party_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -262,6 +265,7 @@ int main(int argc, char** argv) {
     }
     if (*demo) return cmd_demo(models_dir, threads);
     if (net_cmds->selected()) return net_cmds->run();
+    if (party_cmds->selected()) return party_cmds->run();
   } catch (const Error& e) {
     std::fprintf(stderr, "blindfold: %s: %s\n", std::string(category_name(e.category())).c_str(),
                  e.what());

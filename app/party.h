@@ -1,0 +1,48 @@
+// `blindfold party` and `blindfold certs`: one party of a multi-process mesh
+// (net/mesh.h), with a built-in probe of every link (round-trip time and
+// throughput) that is useful before any protocol runs over the mesh; and the
+// test PKI the mesh's TLS needs (net/certs.h).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace blindfold::app {
+
+struct PartyOptions {
+  std::string config;  // mesh JSON (net/mesh.h)
+  int id = -1;
+  bool insecure_transport = false;
+  std::int64_t timeout_ms = 30'000;
+  bool probe = false;
+};
+
+/// Joins the mesh as options.id. Without probe: prints "party I: connected
+/// to N peers". With probe: party 0 measures every peer in turn (50
+/// ping-pongs of 8 bytes; 64 MiB in 1 MiB messages timed until the
+/// receiver's acknowledgement) and prints one JSON object per peer on
+/// stdout; the other parties answer. Returns 0; @throws Error.
+int run_party(const PartyOptions& options);
+
+/// Writes a test PKI (net::make_test_pki) and says what it wrote.
+int run_certs(const std::string& out_dir, const std::vector<std::string>& party_names);
+
+/// The options of `certs` and `party`, filled in by CLI11.
+class PartyCommands {
+ public:
+  virtual ~PartyCommands() = default;
+  /// Whether the parsed command line selected one of these subcommands.
+  virtual bool selected() const = 0;
+  /// Runs the selected subcommand; returns the exit code.
+  /// @throws Error (converted to an exit code by the caller).
+  virtual int run() = 0;
+};
+
+/// Adds `certs --out DIR --parties a,b[,c]` and `party --config F --id I
+/// [--insecure-transport] [--timeout-ms T] [--probe]` to `app`.
+std::unique_ptr<PartyCommands> add_party_commands(CLI::App& app);
+
+}  // namespace blindfold::app
