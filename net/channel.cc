@@ -48,8 +48,7 @@ void Channel::send(std::string_view tag, std::span<const std::uint8_t> payload) 
     fail(static_cast<int>(e.category()),
          std::string("sending '") + std::string(tag) + "': " + e.what());
   }
-  if (!last_was_send_) ++stats_.rounds;
-  last_was_send_ = true;
+  if (!last_was_send_.exchange(true)) ++stats_.rounds;
   const auto n = static_cast<std::int64_t>(hlen + payload.size());
   stats_.sent.bytes += n;
   stats_.sent.messages += 1;

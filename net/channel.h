@@ -12,6 +12,7 @@
 // may be different threads); counters are read after the exchange.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -73,7 +74,11 @@ class Channel {
   std::uint64_t max_message_bytes() const { return max_message_; }
 
   const ChannelStats& stats() const { return stats_; }
-  void reset_stats() { stats_ = {}; }
+  /// Not concurrent with send/recv.
+  void reset_stats() {
+    stats_ = {};
+    last_was_send_ = false;
+  }
   /// Names the peer in error messages ("party 1 (server)").
   void set_peer_name(std::string name) { peer_ = std::move(name); }
   const std::string& peer_name() const { return peer_; }
@@ -100,8 +105,9 @@ class Channel {
   std::chrono::milliseconds timeout_ = kDefaultTimeout;
   std::uint64_t max_message_ = kDefaultMaxMessageBytes;
   std::string peer_ = "peer";
-  bool last_was_send_ = false;
-  bool broken_ = false;
+  // Written by the sending and the receiving thread: atomic.
+  std::atomic<bool> last_was_send_{false};
+  std::atomic<bool> broken_{false};
 };
 
 }  // namespace blindfold::net

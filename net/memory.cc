@@ -93,7 +93,8 @@ void simulate(int n, const std::function<void(Mesh&)>& fn) {
     }
   }
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
-  std::vector<bool> own_failure(static_cast<std::size_t>(n), false);
+  // char, not bool: vector<bool> packs bits, and threads write neighbours.
+  std::vector<char> own_failure(static_cast<std::size_t>(n), 0);
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
