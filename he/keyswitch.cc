@@ -1,0 +1,209 @@
+#include "he/keyswitch.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "he/ntt.h"
+
+namespace blindfold::he {
+namespace {
+
+// x in [0, q) -> x + s mod q for each x, s in [0, q).
+void add_scalar(std::span<std::uint64_t> v, std::uint64_t s, const Modulus& q) {
+  const std::uint64_t m = q.value();
+  for (auto& x : v) {
+    const std::uint64_t t = x + s;
+    x = t >= m ? t - m : t;
+  }
+}
+
+void sub_scalar(std::span<std::uint64_t> v, std::uint64_t s, const Modulus& q) {
+  add_scalar(v, s == 0 ? 0 : q.value() - s, q);
+}
+
+// Centred lift of one prime's residues: x in [0, q) stands for x when
+// x <= q/2 and for x - q otherwise; out = that integer mod t.
+void lift_centred(const std::uint64_t* in, const Modulus& q, const Modulus& t, std::uint64_t* out,
+                  std::size_t n) {
+  const std::uint64_t half = q.value() >> 1;
+  // -q mod t, added to x mod t when x > q/2.
+  const std::uint64_t neg_q = negate_mod(barrett_reduce_64(q.value(), t), t);
+  const std::uint64_t tv = t.value();
+  if (q.value() < tv) {
+    for (std::size_t c = 0; c < n; ++c) {
+      const std::uint64_t x = in[c];
+      const std::uint64_t y = x + (x > half ? neg_q : 0);
+      out[c] = y >= tv ? y - tv : y;
+    }
+  } else {
+    for (std::size_t c = 0; c < n; ++c) {
+      const std::uint64_t x = barrett_reduce_64(in[c], t);
+      const std::uint64_t y = x + (in[c] > half ? neg_q : 0);
+      out[c] = y >= tv ? y - tv : y;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::uint64_t> decompose(const CkksContext& ctx, int level,
+                                     std::span<const std::uint64_t> d) {
+  const std::size_t n = ctx.n();
+  const auto l1 = static_cast<std::size_t>(level + 1);
+  const std::size_t k = ctx.special_size();
+  const std::size_t rows = l1 + k;
+  const std::size_t digits = ctx.digits_at(level);
+  const std::size_t alpha = ctx.alpha();
+  if (d.size() != l1 * n) throw_error(ErrorCategory::kInternal, "decompose: size");
+
+  // Coefficient form of d, for the base conversions.
+  std::vector<std::uint64_t> coeff(d.begin(), d.end());
+  for (std::size_t i = 0; i < l1; ++i) {
+    ntt_inverse(std::span<std::uint64_t>(coeff.data() + i * n, n), ctx.ntt(i));
+  }
+  std::vector<std::uint64_t> out(digits * rows * n);
+  std::vector<std::uint64_t> scratch(alpha * n);
+  std::vector<const std::uint64_t*> in_rows;
+  std::vector<std::size_t> to;
+  std::vector<std::uint64_t*> out_rows;
+  for (std::size_t j = 0; j < digits; ++j) {
+    const std::size_t lo = j * alpha;
+    const std::size_t hi = std::min(lo + alpha, l1);
+    std::uint64_t* block = out.data() + j * rows * n;
+    // The digit's own primes: d itself, already in NTT form.
+    std::copy(d.begin() + static_cast<std::ptrdiff_t>(lo * n),
+              d.begin() + static_cast<std::ptrdiff_t>(hi * n), block + lo * n);
+    to.clear();
+    out_rows.clear();
+    for (std::size_t r = 0; r < rows; ++r) {
+      if (r >= lo && r < hi) continue;
+      to.push_back(extended_key_index(ctx, level, r));
+      out_rows.push_back(block + r * n);
+    }
+    if (hi - lo == 1) {
+      for (std::size_t t = 0; t < to.size(); ++t) {
+        lift_centred(coeff.data() + lo * n, ctx.modulus(lo), ctx.modulus(to[t]), out_rows[t], n);
+      }
+    } else {
+      in_rows.clear();
+      for (std::size_t i = lo; i < hi; ++i) in_rows.push_back(coeff.data() + i * n);
+      fast_convert(ctx.mod_up_table(j, hi - lo), ctx.key_moduli(), in_rows, to, out_rows, n,
+                   scratch);
+    }
+    for (std::size_t t = 0; t < to.size(); ++t) {
+      ntt_forward(std::span<std::uint64_t>(out_rows[t], n), ctx.ntt(to[t]));
+    }
+  }
+  return out;
+}
+
+void inner_product(const CkksContext& ctx, int level, std::span<const std::uint64_t> decomposed,
+                   const KeySwitchKey& key, std::span<const std::uint32_t> perm,
+                   std::span<std::uint64_t> acc0, std::span<std::uint64_t> acc1) {
+  const std::size_t n = ctx.n();
+  const auto l1 = static_cast<std::size_t>(level + 1);
+  const std::size_t rows = l1 + ctx.special_size();
+  const std::size_t digits = ctx.digits_at(level);
+  if (decomposed.size() != digits * rows * n || acc0.size() != rows * n ||
+      acc1.size() != rows * n) {
+    throw_error(ErrorCategory::kInternal, "inner_product: sizes");
+  }
+  // Each product is below 2^120 and there are at most 64 digits, so the sums
+  // are exact in 128 bits and reduced once per coefficient.
+  std::vector<std::uint64_t> permuted;
+  if (!perm.empty()) permuted.resize(n);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::size_t ki = extended_key_index(ctx, level, r);
+    const Modulus& q = ctx.modulus(ki);
+    std::uint64_t* o0 = acc0.data() + r * n;
+    std::uint64_t* o1 = acc1.data() + r * n;
+    if (digits == 1 && perm.empty()) {
+      const std::span<const std::uint64_t> x = decomposed.subspan(r * n, n);
+      mul_mod(x, key.b_row(0, ki), q, {o0, n});
+      mul_mod(x, key.a_row(0, ki), q, {o1, n});
+      continue;
+    }
+    constexpr std::size_t kBlock = 256;
+    u128 s0[kBlock], s1[kBlock];
+    for (std::size_t c0 = 0; c0 < n; c0 += kBlock) {
+      const std::size_t len = std::min(kBlock, n - c0);
+      std::fill(s0, s0 + len, 0);
+      std::fill(s1, s1 + len, 0);
+      for (std::size_t j = 0; j < digits; ++j) {
+        const std::uint64_t* x = decomposed.data() + (j * rows + r) * n;
+        const std::uint64_t* b = key.b_row(j, ki).data() + c0;
+        const std::uint64_t* a = key.a_row(j, ki).data() + c0;
+        if (perm.empty()) {
+          x += c0;
+          for (std::size_t c = 0; c < len; ++c) {
+            s0[c] += u128{x[c]} * b[c];
+            s1[c] += u128{x[c]} * a[c];
+          }
+        } else {
+          const std::uint32_t* p = perm.data() + c0;
+          for (std::size_t c = 0; c < len; ++c) {
+            const std::uint64_t v = x[p[c]];
+            s0[c] += u128{v} * b[c];
+            s1[c] += u128{v} * a[c];
+          }
+        }
+      }
+      for (std::size_t c = 0; c < len; ++c) {
+        o0[c0 + c] = barrett_reduce_128(s0[c], q);
+        o1[c0 + c] = barrett_reduce_128(s1[c], q);
+      }
+    }
+  }
+}
+
+void mod_down(const CkksContext& ctx, int level, std::span<std::uint64_t> in,
+              std::span<std::uint64_t> out) {
+  const std::size_t n = ctx.n();
+  const auto l1 = static_cast<std::size_t>(level + 1);
+  const std::size_t k = ctx.special_size();
+  if (in.size() != (l1 + k) * n || out.size() != l1 * n) {
+    throw_error(ErrorCategory::kInternal, "mod_down: sizes");
+  }
+  // [c + floor(P/2)]_P in coefficient form: rounding instead of flooring.
+  std::vector<const std::uint64_t*> p_rows(k);
+  for (std::size_t j = 0; j < k; ++j) {
+    const std::size_t ki = ctx.special_index(j);
+    std::span<std::uint64_t> row = in.subspan((l1 + j) * n, n);
+    ntt_inverse(row, ctx.ntt(ki));
+    add_scalar(row, ctx.half_p(ki), ctx.modulus(ki));
+    p_rows[j] = row.data();
+  }
+  std::vector<std::uint64_t> conv(l1 * n);
+  std::vector<std::size_t> to(l1);
+  std::vector<std::uint64_t*> out_rows(l1);
+  for (std::size_t i = 0; i < l1; ++i) {
+    to[i] = i;
+    out_rows[i] = conv.data() + i * n;
+  }
+  std::vector<std::uint64_t> scratch(k * n);
+  fast_convert(ctx.mod_down_table(), ctx.key_moduli(), p_rows, to, out_rows, n, scratch);
+  for (std::size_t i = 0; i < l1; ++i) {
+    const Modulus& q = ctx.modulus(i);
+    std::span<std::uint64_t> t(out_rows[i], n);
+    sub_scalar(t, ctx.half_p(i), q);
+    ntt_forward(t, ctx.ntt(i));
+    // (c - t) * P^-1.
+    std::span<std::uint64_t> o = out.subspan(i * n, n);
+    sub_mod(in.subspan(i * n, n), t, q, o);
+    mul_scalar_mod(o, ctx.inv_p(i), q, o);
+  }
+}
+
+void switch_key(const CkksContext& ctx, int level, std::span<const std::uint64_t> d,
+                const KeySwitchKey& key, std::span<std::uint64_t> out0,
+                std::span<std::uint64_t> out1) {
+  const std::size_t n = ctx.n();
+  const std::size_t rows = static_cast<std::size_t>(level + 1) + ctx.special_size();
+  const std::vector<std::uint64_t> dec = decompose(ctx, level, d);
+  std::vector<std::uint64_t> acc0(rows * n), acc1(rows * n);
+  inner_product(ctx, level, dec, key, {}, acc0, acc1);
+  mod_down(ctx, level, acc0, out0);
+  mod_down(ctx, level, acc1, out1);
+}
+
+}  // namespace blindfold::he
