@@ -75,6 +75,9 @@ ConversionTable make_conversion_table(std::span<const Modulus> moduli,
     t.inv_punctured_shoup[i] = base.inv_punctured_shoup(i);
   }
   t.matrix.assign(moduli.size() * k, 0);
+  t.neg_product.assign(moduli.size(), 0);
+  for (std::size_t i = 0; i < k; ++i)
+    t.inv_from.push_back(1.0 / static_cast<double>(src[i].value()));
   for (std::size_t to = 0; to < moduli.size(); ++to) {
     bool in_from = false;
     for (std::size_t f : from) in_from = in_from || f == to;
@@ -82,6 +85,7 @@ ConversionTable make_conversion_table(std::span<const Modulus> moduli,
     for (std::size_t i = 0; i < k; ++i) {
       t.matrix[to * k + i] = words_mod(base.punctured_product(i), moduli[to]);
     }
+    t.neg_product[to] = negate_mod(words_mod(base.product(), moduli[to]), moduli[to]);
   }
   t.from = std::move(from);
   return t;
@@ -90,19 +94,32 @@ ConversionTable make_conversion_table(std::span<const Modulus> moduli,
 void fast_convert(const ConversionTable& table, std::span<const Modulus> moduli,
                   std::span<const std::uint64_t* const> in, std::span<const std::size_t> to,
                   std::span<std::uint64_t* const> out, std::size_t n,
-                  std::span<std::uint64_t> scratch) {
+                  std::span<std::uint64_t> scratch, bool centred) {
   const std::size_t k = table.from.size();
   if (in.size() != k || out.size() != to.size() || scratch.size() < k * n) {
     throw_error(ErrorCategory::kInternal, "fast_convert: inconsistent sizes");
   }
   if (k == 1) {
-    // One source prime: (S/s_0) = 1, so the conversion is x mod t.
+    // One source prime s: (S/s) = 1, so the conversion is x mod t, or for
+    // the centred lift x - s when x > s/2.
+    const Modulus& s = moduli[table.from[0]];
+    const std::uint64_t half = centred ? s.value() >> 1 : ~std::uint64_t{0};
     for (std::size_t r = 0; r < to.size(); ++r) {
       const Modulus& t = moduli[to[r]];
-      if (t.value() > moduli[table.from[0]].value()) {
-        std::copy(in[0], in[0] + n, out[r]);
+      const std::uint64_t neg_s = table.neg_product[to[r]];
+      const std::uint64_t tv = t.value();
+      const std::uint64_t* x = in[0];
+      std::uint64_t* o = out[r];
+      if (s.value() < tv) {
+        for (std::size_t c = 0; c < n; ++c) {
+          const std::uint64_t y = x[c] + (x[c] > half ? neg_s : 0);
+          o[c] = y >= tv ? y - tv : y;
+        }
       } else {
-        reduce_mod({in[0], n}, t, {out[r], n});
+        for (std::size_t c = 0; c < n; ++c) {
+          const std::uint64_t y = barrett_reduce_64(x[c], t) + (x[c] > half ? neg_s : 0);
+          o[c] = y >= tv ? y - tv : y;
+        }
       }
     }
     return;
@@ -112,14 +129,28 @@ void fast_convert(const ConversionTable& table, std::span<const Modulus> moduli,
     mul_scalar_mod({in[i], n}, table.inv_punctured[i], moduli[table.from[i]],
                    scratch.subspan(i * n, n));
   }
-  // x'_t = sum_i y_i * [(S/s_i) mod t], exactly in 128 bits (k <= 64 products
-  // below 2^122) and reduced once.
+  // e = round(sum_i y_i / s_i): sum_i y_i (S/s_i) = x + floor(sum_i y_i / s_i) S
+  // exactly, so subtracting round(.) S leaves the centred x'.
+  std::vector<std::uint64_t> e;
+  if (centred) {
+    e.resize(n);
+    for (std::size_t c = 0; c < n; ++c) {
+      double v = 0;
+      for (std::size_t i = 0; i < k; ++i) {
+        v += static_cast<double>(scratch[i * n + c]) * table.inv_from[i];
+      }
+      e[c] = static_cast<std::uint64_t>(v + 0.5);
+    }
+  }
+  // x'_t = sum_i y_i * [(S/s_i) mod t] (+ e * (-S mod t)), exactly in 128
+  // bits (at most 65 products below 2^122) and reduced once.
   for (std::size_t r = 0; r < to.size(); ++r) {
     const Modulus& t = moduli[to[r]];
     const std::uint64_t* row = table.matrix.data() + to[r] * k;
+    const std::uint64_t neg_s = table.neg_product[to[r]];
     std::uint64_t* dst = out[r];
     for (std::size_t c = 0; c < n; ++c) {
-      u128 acc = 0;
+      u128 acc = centred ? u128{e[c]} * neg_s : 0;
       for (std::size_t i = 0; i < k; ++i) acc += u128{scratch[i * n + c]} * row[i];
       dst[c] = barrett_reduce_128(acc, t);
     }
@@ -224,25 +255,6 @@ CkksContext::CkksContext(const CkksParameters& params, bool check) : params_(par
     p_mod_q_[i] = p;
     inv_p_mod_q_[i] = inv_mod(p, moduli_[i]);
     inv_p_mod_q_shoup_[i] = shoup(inv_p_mod_q_[i], moduli_[i]);
-  }
-  // floor(P/2) mod every key modulus (ModDown rounds instead of flooring).
-  {
-    std::vector<std::uint64_t> p_words(static_cast<std::size_t>(k_) + 1, 0);
-    p_words[0] = 1;
-    for (int j = 0; j < k_; ++j) {
-      std::uint64_t carry = 0;
-      for (auto& w : p_words) {
-        const u128 t =
-            u128{w} * moduli_[special_index(static_cast<std::size_t>(j))].value() + carry;
-        w = static_cast<std::uint64_t>(t);
-        carry = static_cast<std::uint64_t>(t >> 64);
-      }
-    }
-    for (std::size_t w = 0; w < p_words.size(); ++w) {
-      p_words[w] = (p_words[w] >> 1) | (w + 1 < p_words.size() ? p_words[w + 1] << 63 : 0);
-    }
-    half_p_.resize(moduli_.size());
-    for (std::size_t i = 0; i < moduli_.size(); ++i) half_p_[i] = words_mod(p_words, moduli_[i]);
   }
   // ModUp tables: digit d restricted to its first `count` primes.
   mod_up_.resize(dnum_ * alpha_);

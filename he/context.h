@@ -36,7 +36,9 @@ namespace blindfold::he {
 struct ConversionTable {
   std::vector<std::size_t> from;  // key-basis indices of S, ascending
   std::vector<std::uint64_t> inv_punctured, inv_punctured_shoup;  // (S/s_i)^-1 mod s_i
-  std::vector<std::uint64_t> matrix;  // [t * |S| + i] = (S/s_i) mod t, t any key index
+  std::vector<std::uint64_t> matrix;       // [t * |S| + i] = (S/s_i) mod t, t any key index
+  std::vector<std::uint64_t> neg_product;  // [t] = -S mod t (the centring correction)
+  std::vector<double> inv_from;            // 1 / s_i
 };
 
 class CkksContext {
@@ -105,11 +107,10 @@ class CkksContext {
   }
   /// ModDown table: P to every chain prime.
   const ConversionTable& mod_down_table() const noexcept { return mod_down_; }
-  /// P mod q_i, P^-1 mod q_i (with Shoup), floor(P/2) mod any key modulus.
+  /// P mod q_i, P^-1 mod q_i (with Shoup).
   std::uint64_t p_mod(std::size_t i) const noexcept { return p_mod_q_[i]; }
   std::uint64_t inv_p(std::size_t i) const noexcept { return inv_p_mod_q_[i]; }
   std::uint64_t inv_p_shoup(std::size_t i) const noexcept { return inv_p_mod_q_shoup_[i]; }
-  std::uint64_t half_p(std::size_t key_index) const noexcept { return half_p_[key_index]; }
 
  private:
   CkksContext(const CkksParameters& params, bool check);
@@ -132,7 +133,7 @@ class CkksContext {
   std::size_t alpha_ = 1, dnum_ = 1;
   std::vector<ConversionTable> mod_up_;  // [digit * alpha + count - 1]
   ConversionTable mod_down_;
-  std::vector<std::uint64_t> p_mod_q_, inv_p_mod_q_, inv_p_mod_q_shoup_, half_p_;
+  std::vector<std::uint64_t> p_mod_q_, inv_p_mod_q_, inv_p_mod_q_shoup_;
 };
 
 /// The table converting from the key-basis moduli `from` (ascending indices)
@@ -144,11 +145,19 @@ ConversionTable make_conversion_table(std::span<const Modulus> moduli,
 /// Fast base conversion of one polynomial: `in` holds |from| rows of n
 /// coefficients (row i reduced mod moduli[from[i]], coefficient form); for
 /// each key index t in `to`, out row r = the conversion to moduli[to[r]], in
-/// [0, t). The result is x + e * S mod t for an integer e in [0, |S|). `out`
-/// must not overlap `in`; `scratch` needs |from| * n words.
+/// [0, t). `out` must not overlap `in`; `scratch` needs |from| * n words.
+///  - centred = false: the plain FastBConv, x + e * S mod t for an integer e
+///    in [0, |S|) (Bajard et al. 2016);
+///  - centred = true: the centred lift x' in (-S/2, S/2] (x' = x mod S),
+///    exact up to the choice at +-S/2: e = round(sum_i y_i / s_i) is
+///    computed in double precision and e * S subtracted, as in Halevi,
+///    Polyakov and Shoup 2019, section 2.3. Without it, ModDown would leave
+///    an error e in {0, .., |S|-1} of mean (|S|-1)/2 per coefficient, whose
+///    product with the secret is a random walk concentrated in the slots
+///    near zeta = 1.
 void fast_convert(const ConversionTable& table, std::span<const Modulus> moduli,
                   std::span<const std::uint64_t* const> in, std::span<const std::size_t> to,
                   std::span<std::uint64_t* const> out, std::size_t n,
-                  std::span<std::uint64_t> scratch);
+                  std::span<std::uint64_t> scratch, bool centred);
 
 }  // namespace blindfold::he

@@ -167,9 +167,6 @@ TEST(CkksContext, RescaleAndKeySwitchingConstants) {
     EXPECT_EQ(ctx->p_mod(i), static_cast<std::uint64_t>(big_p % q.value()));
     EXPECT_EQ(mul_mod(ctx->p_mod(i), ctx->inv_p(i), q), 1u);
   }
-  for (std::size_t i = 0; i < ctx->key_size(); ++i) {
-    EXPECT_EQ(ctx->half_p(i), static_cast<std::uint64_t>((big_p / 2) % ctx->modulus(i).value()));
-  }
 }
 
 // fast_convert(x) = x + e * S (mod t) with 0 <= e < |S|, for x in [0, S)
@@ -202,7 +199,7 @@ TEST(CkksContext, FastConversionMatchesDefinition) {
     std::vector<std::uint64_t*> out;
     for (auto& o : outs) out.push_back(o.data());
     std::vector<std::uint64_t> scratch(count * n);
-    fast_convert(table, moduli, in, to, out, n, scratch);
+    fast_convert(table, moduli, in, to, out, n, scratch, false);
     for (std::size_t c = 0; c < n; ++c) {
       std::vector<std::uint64_t> res(count), x(count);
       for (std::size_t i = 0; i < count; ++i) res[i] = rows[i][c];
@@ -227,6 +224,88 @@ TEST(CkksContext, FastConversionMatchesDefinition) {
           }
         }
         EXPECT_TRUE(found) << "count " << count << " coefficient " << c << " target " << to[r];
+      }
+    }
+  }
+}
+
+// The centred conversion gives exactly x' = x or x - S, whichever lies in
+// (-S/2, S/2], for one-, two- and three-prime sources (checked on values
+// built from known integers, including both ends of the range).
+TEST(CkksContext, CentredConversionIsExact) {
+  auto p = CkksParameters::n16384_default();
+  p.n = 16;
+  p.special_primes = 3;
+  const auto ctx = CkksContext::create_insecure_for_tests(p);
+  const auto moduli = ctx->key_moduli();
+  std::mt19937_64 rng(6);
+  for (std::size_t count : {1u, 2u, 3u}) {
+    const ConversionTable& table = ctx->mod_up_table(1, count);
+    std::vector<Modulus> src;
+    for (std::size_t i : table.from) src.push_back(moduli[i]);
+    const RnsBase sbase(src);
+    const std::size_t n = 16;
+    // Signed integers v with |v| < S/2 held as little-endian magnitude words.
+    std::vector<std::vector<std::uint64_t>> rows(count, std::vector<std::uint64_t>(n));
+    std::vector<std::vector<std::uint64_t>> mags(n);
+    std::vector<bool> neg(n);
+    for (std::size_t c = 0; c < n; ++c) {
+      std::vector<std::uint64_t> mag(count, 0);
+      for (auto& w : mag) w = rng();
+      // Below S/2: halve S's words, then take a random fraction (or the edge).
+      std::vector<std::uint64_t> half(sbase.product().begin(), sbase.product().end());
+      for (std::size_t w = 0; w < count; ++w) {
+        half[w] = (half[w] >> 1) | (w + 1 < count ? half[w + 1] << 63 : 0);
+      }
+      auto greater = [&](const std::vector<std::uint64_t>& a) {
+        for (std::size_t w = count; w-- > 0;) {
+          if (a[w] != half[w]) return a[w] > half[w];
+        }
+        return false;
+      };
+      if (c < 2) {
+        mag = half;  // floor(S/2): the largest magnitude
+      } else {
+        while (greater(mag)) {  // halve until below floor(S/2)
+          for (std::size_t w = 0; w < count; ++w) {
+            mag[w] = (mag[w] >> 1) | (w + 1 < count ? mag[w + 1] << 63 : 0);
+          }
+        }
+      }
+      neg[c] = c % 2 == 1;
+      mags[c] = mag;
+      std::vector<std::uint64_t> res(count);
+      sbase.decompose(mag, res);
+      for (std::size_t i = 0; i < count; ++i) {
+        rows[i][c] = neg[c] ? negate_mod(res[i], src[i]) : res[i];
+      }
+    }
+    std::vector<const std::uint64_t*> in;
+    for (auto& r : rows) in.push_back(r.data());
+    std::vector<std::size_t> to;
+    for (std::size_t t = 0; t < moduli.size(); ++t) {
+      if (std::find(table.from.begin(), table.from.end(), t) == table.from.end()) to.push_back(t);
+    }
+    std::vector<std::vector<std::uint64_t>> outs(to.size(), std::vector<std::uint64_t>(n));
+    std::vector<std::uint64_t*> out;
+    for (auto& o : outs) out.push_back(o.data());
+    std::vector<std::uint64_t> scratch(count * n);
+    fast_convert(table, moduli, in, to, out, n, scratch, true);
+    for (std::size_t c = 0; c < n; ++c) {
+      for (std::size_t r = 0; r < to.size(); ++r) {
+        const Modulus& t = moduli[to[r]];
+        std::uint64_t v[1];
+        RnsBase({t}).decompose(mags[c], v);
+        const std::uint64_t want = neg[c] ? negate_mod(v[0], t) : v[0];
+        if (c == 0 && outs[r][c] != want) {
+          // x = floor(S/2) sits on the edge: x - S = -ceil(S/2) is the other
+          // valid lift.
+          std::uint64_t s_mod[1];
+          RnsBase({t}).decompose(sbase.product(), s_mod);
+          EXPECT_EQ(outs[r][c], sub_mod(want, s_mod[0], t)) << "count " << count << " edge";
+          continue;
+        }
+        EXPECT_EQ(outs[r][c], want) << "count " << count << " coefficient " << c;
       }
     }
   }

@@ -24,11 +24,11 @@ void bad(const std::string& what) {
   throw_error(ErrorCategory::kBadInput, "CKKS encoder: " + what);
 }
 
-// value (an integer-valued double) mod q, for any magnitude: below 2^63 it is
-// an int64; above, a 53-bit integer mantissa times a power of two.
-std::uint64_t residue_of(double value, const Modulus& q) {
+}  // namespace
+
+std::uint64_t rounded_residue(double value, const Modulus& q) {
   const bool negative = value < 0;
-  const double a = std::fabs(value);
+  const double a = std::fabs(std::nearbyint(value));
   std::uint64_t r;
   if (a < 9.2e18) {
     r = barrett_reduce_64(static_cast<std::uint64_t>(a), q);
@@ -40,8 +40,6 @@ std::uint64_t residue_of(double value, const Modulus& q) {
   }
   return negative ? negate_mod(r, q) : r;
 }
-
-}  // namespace
 
 CkksEncoder::CkksEncoder(std::shared_ptr<const CkksContext> context)
     : context_(std::move(context)), slots_(context_->slots()) {
@@ -169,7 +167,7 @@ Plaintext CkksEncoder::encode(std::span<const cd> values, double scale, int leve
         row[c] = v < 0 ? neg : mag;
       }
     } else {
-      for (std::size_t c = 0; c < n; ++c) row[c] = residue_of(coeffs[c], q);
+      for (std::size_t c = 0; c < n; ++c) row[c] = rounded_residue(coeffs[c], q);
     }
     ntt_forward(row, ctx.ntt(i));
   }

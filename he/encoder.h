@@ -22,6 +22,11 @@
 
 namespace blindfold::he {
 
+/// round(value) mod q for a double of any magnitude: below 2^63 through an
+/// int64, above through its 53-bit mantissa times a power of two. Used for
+/// scalars as well as coefficients. value must be finite.
+std::uint64_t rounded_residue(double value, const Modulus& q);
+
 class CkksEncoder {
  public:
   explicit CkksEncoder(std::shared_ptr<const CkksContext> context);

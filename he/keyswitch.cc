@@ -6,45 +6,6 @@
 #include "he/ntt.h"
 
 namespace blindfold::he {
-namespace {
-
-// x in [0, q) -> x + s mod q for each x, s in [0, q).
-void add_scalar(std::span<std::uint64_t> v, std::uint64_t s, const Modulus& q) {
-  const std::uint64_t m = q.value();
-  for (auto& x : v) {
-    const std::uint64_t t = x + s;
-    x = t >= m ? t - m : t;
-  }
-}
-
-void sub_scalar(std::span<std::uint64_t> v, std::uint64_t s, const Modulus& q) {
-  add_scalar(v, s == 0 ? 0 : q.value() - s, q);
-}
-
-// Centred lift of one prime's residues: x in [0, q) stands for x when
-// x <= q/2 and for x - q otherwise; out = that integer mod t.
-void lift_centred(const std::uint64_t* in, const Modulus& q, const Modulus& t, std::uint64_t* out,
-                  std::size_t n) {
-  const std::uint64_t half = q.value() >> 1;
-  // -q mod t, added to x mod t when x > q/2.
-  const std::uint64_t neg_q = negate_mod(barrett_reduce_64(q.value(), t), t);
-  const std::uint64_t tv = t.value();
-  if (q.value() < tv) {
-    for (std::size_t c = 0; c < n; ++c) {
-      const std::uint64_t x = in[c];
-      const std::uint64_t y = x + (x > half ? neg_q : 0);
-      out[c] = y >= tv ? y - tv : y;
-    }
-  } else {
-    for (std::size_t c = 0; c < n; ++c) {
-      const std::uint64_t x = barrett_reduce_64(in[c], t);
-      const std::uint64_t y = x + (in[c] > half ? neg_q : 0);
-      out[c] = y >= tv ? y - tv : y;
-    }
-  }
-}
-
-}  // namespace
 
 std::vector<std::uint64_t> decompose(const CkksContext& ctx, int level,
                                      std::span<const std::uint64_t> d) {
@@ -80,16 +41,10 @@ std::vector<std::uint64_t> decompose(const CkksContext& ctx, int level,
       to.push_back(extended_key_index(ctx, level, r));
       out_rows.push_back(block + r * n);
     }
-    if (hi - lo == 1) {
-      for (std::size_t t = 0; t < to.size(); ++t) {
-        lift_centred(coeff.data() + lo * n, ctx.modulus(lo), ctx.modulus(to[t]), out_rows[t], n);
-      }
-    } else {
-      in_rows.clear();
-      for (std::size_t i = lo; i < hi; ++i) in_rows.push_back(coeff.data() + i * n);
-      fast_convert(ctx.mod_up_table(j, hi - lo), ctx.key_moduli(), in_rows, to, out_rows, n,
-                   scratch);
-    }
+    in_rows.clear();
+    for (std::size_t i = lo; i < hi; ++i) in_rows.push_back(coeff.data() + i * n);
+    fast_convert(ctx.mod_up_table(j, hi - lo), ctx.key_moduli(), in_rows, to, out_rows, n, scratch,
+                 true);
     for (std::size_t t = 0; t < to.size(); ++t) {
       ntt_forward(std::span<std::uint64_t>(out_rows[t], n), ctx.ntt(to[t]));
     }
@@ -164,13 +119,12 @@ void mod_down(const CkksContext& ctx, int level, std::span<std::uint64_t> in,
   if (in.size() != (l1 + k) * n || out.size() != l1 * n) {
     throw_error(ErrorCategory::kInternal, "mod_down: sizes");
   }
-  // [c + floor(P/2)]_P in coefficient form: rounding instead of flooring.
+  // The centred [c]_P in (-P/2, P/2], lifted exactly to each q_i: then
+  // (c - [c]_P) / P = round(c / P).
   std::vector<const std::uint64_t*> p_rows(k);
   for (std::size_t j = 0; j < k; ++j) {
-    const std::size_t ki = ctx.special_index(j);
     std::span<std::uint64_t> row = in.subspan((l1 + j) * n, n);
-    ntt_inverse(row, ctx.ntt(ki));
-    add_scalar(row, ctx.half_p(ki), ctx.modulus(ki));
+    ntt_inverse(row, ctx.ntt(ctx.special_index(j)));
     p_rows[j] = row.data();
   }
   std::vector<std::uint64_t> conv(l1 * n);
@@ -181,11 +135,10 @@ void mod_down(const CkksContext& ctx, int level, std::span<std::uint64_t> in,
     out_rows[i] = conv.data() + i * n;
   }
   std::vector<std::uint64_t> scratch(k * n);
-  fast_convert(ctx.mod_down_table(), ctx.key_moduli(), p_rows, to, out_rows, n, scratch);
+  fast_convert(ctx.mod_down_table(), ctx.key_moduli(), p_rows, to, out_rows, n, scratch, true);
   for (std::size_t i = 0; i < l1; ++i) {
     const Modulus& q = ctx.modulus(i);
     std::span<std::uint64_t> t(out_rows[i], n);
-    sub_scalar(t, ctx.half_p(i), q);
     ntt_forward(t, ctx.ntt(i));
     // (c - t) * P^-1.
     std::span<std::uint64_t> o = out.subspan(i * n, n);
