@@ -1,13 +1,22 @@
-// he/ kernel benchmarks, single thread: negacyclic NTT (one prime) in each
-// instruction-set variant, element-wise modular products, and fast RNS base
-// conversion. Names carry the parameters: isa, N and the prime's bit size.
+// he/ benchmarks, single thread: the kernels (negacyclic NTT of one prime in
+// each instruction-set variant, element-wise modular products, fast RNS base
+// conversion; names carry isa, N and the prime's bit size) and the CKKS
+// operations at the two parameter sets (names carry N and the chain).
 // build-he/bench/blindfold_he_bench --benchmark_filter=ntt_forward
 #include <benchmark/benchmark.h>
 
+#include <cmath>
+#include <complex>
+#include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "he/encoder.h"
+#include "he/encryptor.h"
+#include "he/evaluator.h"
+#include "he/keys.h"
 #include "he/modarith.h"
 #include "he/ntt.h"
 #include "he/primes.h"
@@ -161,4 +170,143 @@ BENCHMARK(BM_fast_base_conversion)
     ->Args({8192, 3, 1})
     ->Args({16384, 7, 1});
 
+// ---- CKKS operations ------------------------------------------------------
+// At the parameter sets, scale 2^40, top level, single thread:
+// N=8192 {60,40,40|60} and N=16384 {60,40x6|60} (SEAL's {60,40,40,60} and
+// {60,40,40,40,40,40,40,60}). The name's suffix carries the set.
+namespace ckks {
+
+struct Bench {
+  explicit Bench(const CkksParameters& p)
+      : ctx(CkksContext::create(p)),
+        gen(ctx),
+        pk(gen.create_public_key()),
+        rk(gen.create_relin_keys()),
+        gk(gen.create_galois_keys(std::vector<int>{1, 2, 3, 4}, false)),
+        encoder(ctx),
+        enc_pk(ctx, pk),
+        enc_sk(ctx, gen.secret_key()),
+        dec(ctx, gen.secret_key()),
+        eval(ctx) {
+    std::mt19937_64 rng(1);
+    std::uniform_real_distribution<double> d(-1, 1);
+    values.resize(encoder.slots());
+    for (auto& v : values) v = {d(rng), d(rng)};
+    plain = encoder.encode(values, std::exp2(40));
+    a = enc_pk.encrypt(plain);
+    b = enc_pk.encrypt(plain);
+  }
+  std::shared_ptr<const CkksContext> ctx;
+  KeyGenerator gen;
+  PublicKey pk;
+  RelinKeys rk;
+  GaloisKeys gk;
+  CkksEncoder encoder;
+  Encryptor enc_pk, enc_sk;
+  Decryptor dec;
+  Evaluator eval;
+  std::vector<std::complex<double>> values;
+  Plaintext plain;
+  Ciphertext a, b;
+};
+
+Bench& bench(int n) {
+  static std::map<int, std::unique_ptr<Bench>> all;
+  auto& b = all[n];
+  if (!b) {
+    b = std::make_unique<Bench>(n == 8192 ? CkksParameters::n8192_default()
+                                          : CkksParameters::n16384_default());
+  }
+  return *b;
+}
+
+template <typename F>
+void run(benchmark::State& state, int n, F&& f) {
+  Bench& b = bench(n);
+  for (auto _ : state) {
+    auto r = f(b);
+    benchmark::DoNotOptimize(r);
+  }
+}
+
+void BM_ckks_encode(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.encoder.encode(b.values, std::exp2(40)); });
+}
+void BM_ckks_decode(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.encoder.decode(b.plain); });
+}
+void BM_ckks_encrypt_pk(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.enc_pk.encrypt(b.plain); });
+}
+void BM_ckks_encrypt_sk(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.enc_sk.encrypt(b.plain); });
+}
+void BM_ckks_decrypt(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.dec.decrypt(b.a); });
+}
+void BM_ckks_add(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.eval.add(b.a, b.b); });
+}
+void BM_ckks_multiply_plain(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.eval.multiply_plain(b.a, b.plain); });
+}
+void BM_ckks_multiply(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.eval.multiply(b.a, b.b); });
+}
+void BM_ckks_relinearize(benchmark::State& s, int n) {
+  const Ciphertext m = bench(n).eval.multiply(bench(n).a, bench(n).b);
+  run(s, n, [&](Bench& b) { return b.eval.relinearize(m, b.rk); });
+}
+void BM_ckks_rescale(benchmark::State& s, int n) {
+  const Ciphertext m = bench(n).eval.multiply_plain(bench(n).a, bench(n).plain);
+  run(s, n, [&](Bench& b) { return b.eval.rescale(m); });
+}
+void BM_ckks_mul_relin_rescale(benchmark::State& s, int n) {
+  run(s, n,
+      [](Bench& b) { return b.eval.rescale(b.eval.relinearize(b.eval.multiply(b.a, b.b), b.rk)); });
+}
+void BM_ckks_rotate_1(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.eval.rotate(b.a, 1, b.gk); });
+}
+// Four rotations (1, 2, 3, 4) sharing one ModUp.
+void BM_ckks_rotate_hoisted_x4(benchmark::State& s, int n) {
+  const std::vector<int> steps = {1, 2, 3, 4};
+  run(s, n, [&](Bench& b) { return b.eval.rotate_hoisted(b.a, steps, b.gk); });
+}
+void BM_ckks_keygen_secret_public(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) {
+    KeyGenerator g(b.ctx);
+    return g.create_public_key();
+  });
+}
+void BM_ckks_keygen_relin(benchmark::State& s, int n) {
+  run(s, n, [](Bench& b) { return b.gen.create_relin_keys(); });
+}
+void BM_ckks_keygen_galois_1(benchmark::State& s, int n) {
+  const std::vector<int> one = {1};
+  run(s, n, [&](Bench& b) { return b.gen.create_galois_keys(one, false); });
+}
+
+#define BF_CKKS(fn)                                                               \
+  BENCHMARK_CAPTURE(fn, N8192_60_40_40_p60, 8192)->Unit(benchmark::kMicrosecond); \
+  BENCHMARK_CAPTURE(fn, N16384_60_40x6_p60, 16384)->Unit(benchmark::kMicrosecond)
+
+BF_CKKS(BM_ckks_encode);
+BF_CKKS(BM_ckks_decode);
+BF_CKKS(BM_ckks_encrypt_pk);
+BF_CKKS(BM_ckks_encrypt_sk);
+BF_CKKS(BM_ckks_decrypt);
+BF_CKKS(BM_ckks_add);
+BF_CKKS(BM_ckks_multiply_plain);
+BF_CKKS(BM_ckks_multiply);
+BF_CKKS(BM_ckks_relinearize);
+BF_CKKS(BM_ckks_rescale);
+BF_CKKS(BM_ckks_mul_relin_rescale);
+BF_CKKS(BM_ckks_rotate_1);
+BF_CKKS(BM_ckks_rotate_hoisted_x4);
+BF_CKKS(BM_ckks_keygen_secret_public);
+BF_CKKS(BM_ckks_keygen_relin);
+BF_CKKS(BM_ckks_keygen_galois_1);
+
+}  // namespace ckks
 }  // namespace
