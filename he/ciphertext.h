@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/random.h"
+#include "he/memory.h"
 
 namespace blindfold::he {
 
@@ -54,7 +55,7 @@ class Plaintext {
   std::size_t n_ = 0;
   int level_ = -1;
   double scale_ = 0;
-  std::vector<std::uint64_t> data_;
+  PolyVector data_;
 };
 
 class Ciphertext {
@@ -116,7 +117,7 @@ class Ciphertext {
   int level_ = -1;
   double scale_ = 0;
   std::size_t size_ = 0;
-  std::vector<std::uint64_t> data_;
+  PolyVector data_;
   std::optional<Seed> seed_;
 };
 

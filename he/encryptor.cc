@@ -79,14 +79,14 @@ Ciphertext Encryptor::encrypt_impl(const Plaintext* plain, int level, double sca
   const std::size_t rows = static_cast<std::size_t>(level + 1);
   Ciphertext ct(ctx.id(), n, level, scale, 2);
   std::vector<std::int8_t> small(n);
-  std::vector<std::uint64_t> tmp(n);
+  PolyVector tmp(n);
   std::optional<Seed> seed;
   if (public_key_) {
     // Over Q_l * P: (u b + e0, u a + e1), then divided by P with rounding
     // (he/keyswitch.h, mod_down), as SEAL does: the noise u e + e0 + e1 s
     // shrinks by P and what remains is the rounding, about sqrt(N/18).
     const std::size_t ext_rows = rows + ctx.special_size();
-    std::vector<std::uint64_t> ext0(ext_rows * n), ext1(ext_rows * n);
+    PolyVector ext0(ext_rows * n), ext1(ext_rows * n);
     std::vector<std::int8_t> u(n);
     sample_ternary(prg_, u);
     for (std::size_t r = 0; r < ext_rows; ++r) {
@@ -98,7 +98,7 @@ Ciphertext Encryptor::encrypt_impl(const Plaintext* plain, int level, double sca
       mul_mod(tmp, {public_key_->a.data() + ki * n, n}, q, {ext1.data() + r * n, n});
     }
     secure_wipe(std::span<std::int8_t>(u));
-    for (std::vector<std::uint64_t>* ext : {&ext0, &ext1}) {
+    for (PolyVector* ext : {&ext0, &ext1}) {
       sample_cbd(prg_, small);
       for (std::size_t r = 0; r < ext_rows; ++r) {
         const std::size_t ki = extended_key_index(ctx, level, r);
@@ -160,7 +160,7 @@ Plaintext Decryptor::decrypt(const Ciphertext& ct) const {
   }
   const std::size_t n = ctx.n();
   Plaintext out(ctx.id(), n, ct.level(), ct.scale());
-  std::vector<std::uint64_t> tmp(n);
+  PolyVector tmp(n);
   for (std::size_t i = 0; i < ct.primes(); ++i) {
     const Modulus& q = ctx.modulus(i);
     const std::span<const std::uint64_t> s = secret_key_.row(i);

@@ -219,7 +219,7 @@ Ciphertext Evaluator::multiply(const Ciphertext& a, const Ciphertext& b) const {
   }
   const std::size_t n = context_->n();
   Ciphertext r(context_->id(), n, a.level(), scale, 3);
-  std::vector<std::uint64_t> t(n);
+  PolyVector t(n);
   for (std::size_t i = 0; i < a.primes(); ++i) {
     const Modulus& q = context_->modulus(i);
     const auto a0 = a.row(0, i), a1 = a.row(1, i), b0 = b.row(0, i), b1 = b.row(1, i);
@@ -243,7 +243,7 @@ void Evaluator::relinearize_inplace(Ciphertext& a, const RelinKeys& keys) const 
   if (a.size() == 2) return;
   if (a.size() != 3) bad("relinearize takes a size-3 ciphertext");
   const std::size_t len = a.primes() * context_->n();
-  std::vector<std::uint64_t> k0(len), k1(len);
+  PolyVector k0(len), k1(len);
   switch_key(*context_, a.level(), a.poly(2), keys.key, k0, k1);
   for (std::size_t i = 0; i < a.primes(); ++i) {
     const Modulus& q = context_->modulus(i);
@@ -273,7 +273,7 @@ void Evaluator::rescale_inplace(Ciphertext& a) const {
   const auto last = static_cast<std::size_t>(l);
   const Modulus& ql = ctx.modulus(last);
   const std::uint64_t half = ql.value() >> 1;
-  std::vector<std::uint64_t> x(n), t(n);
+  PolyVector x(n), t(n);
   for (std::size_t k = 0; k < a.size(); ++k) {
     // x = c mod q_l + floor(q_l/2), in coefficient form: then
     // (c - ([x]_{q_l} - floor(q_l/2))) / q_l = round(c / q_l).
@@ -344,14 +344,14 @@ std::vector<Ciphertext> Evaluator::galois_hoisted(const Ciphertext& a,
   std::vector<const GaloisKeys::Entry*> entries;
   for (std::uint64_t g : elements) entries.push_back(g == 1 ? nullptr : &keys.at(g));
 
-  std::vector<std::uint64_t> dec;
+  PolyVector dec;
   for (const auto* e : entries) {
     if (e) {
       dec = decompose(ctx, l, a.poly(1));  // once for all rotations
       break;
     }
   }
-  std::vector<std::uint64_t> acc0(rows * n), acc1(rows * n);
+  PolyVector acc0(rows * n), acc1(rows * n);
   std::vector<Ciphertext> out;
   out.reserve(elements.size());
   for (const auto* e : entries) {

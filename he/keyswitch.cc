@@ -7,8 +7,7 @@
 
 namespace blindfold::he {
 
-std::vector<std::uint64_t> decompose(const CkksContext& ctx, int level,
-                                     std::span<const std::uint64_t> d) {
+PolyVector decompose(const CkksContext& ctx, int level, std::span<const std::uint64_t> d) {
   const std::size_t n = ctx.n();
   const auto l1 = static_cast<std::size_t>(level + 1);
   const std::size_t k = ctx.special_size();
@@ -18,12 +17,12 @@ std::vector<std::uint64_t> decompose(const CkksContext& ctx, int level,
   if (d.size() != l1 * n) throw_error(ErrorCategory::kInternal, "decompose: size");
 
   // Coefficient form of d, for the base conversions.
-  std::vector<std::uint64_t> coeff(d.begin(), d.end());
+  PolyVector coeff(d.begin(), d.end());
   for (std::size_t i = 0; i < l1; ++i) {
     ntt_inverse(std::span<std::uint64_t>(coeff.data() + i * n, n), ctx.ntt(i));
   }
-  std::vector<std::uint64_t> out(digits * rows * n);
-  std::vector<std::uint64_t> scratch(alpha * n);
+  PolyVector out(digits * rows * n);
+  PolyVector scratch(alpha * n);
   std::vector<const std::uint64_t*> in_rows;
   std::vector<std::size_t> to;
   std::vector<std::uint64_t*> out_rows;
@@ -65,8 +64,6 @@ void inner_product(const CkksContext& ctx, int level, std::span<const std::uint6
   }
   // Each product is below 2^120 and there are at most 64 digits, so the sums
   // are exact in 128 bits and reduced once per coefficient.
-  std::vector<std::uint64_t> permuted;
-  if (!perm.empty()) permuted.resize(n);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::size_t ki = extended_key_index(ctx, level, r);
     const Modulus& q = ctx.modulus(ki);
@@ -127,14 +124,14 @@ void mod_down(const CkksContext& ctx, int level, std::span<std::uint64_t> in,
     ntt_inverse(row, ctx.ntt(ctx.special_index(j)));
     p_rows[j] = row.data();
   }
-  std::vector<std::uint64_t> conv(l1 * n);
+  PolyVector conv(l1 * n);
   std::vector<std::size_t> to(l1);
   std::vector<std::uint64_t*> out_rows(l1);
   for (std::size_t i = 0; i < l1; ++i) {
     to[i] = i;
     out_rows[i] = conv.data() + i * n;
   }
-  std::vector<std::uint64_t> scratch(k * n);
+  PolyVector scratch(k * n);
   fast_convert(ctx.mod_down_table(), ctx.key_moduli(), p_rows, to, out_rows, n, scratch, true);
   for (std::size_t i = 0; i < l1; ++i) {
     const Modulus& q = ctx.modulus(i);
@@ -152,8 +149,8 @@ void switch_key(const CkksContext& ctx, int level, std::span<const std::uint64_t
                 std::span<std::uint64_t> out1) {
   const std::size_t n = ctx.n();
   const std::size_t rows = static_cast<std::size_t>(level + 1) + ctx.special_size();
-  const std::vector<std::uint64_t> dec = decompose(ctx, level, d);
-  std::vector<std::uint64_t> acc0(rows * n), acc1(rows * n);
+  const PolyVector dec = decompose(ctx, level, d);
+  PolyVector acc0(rows * n), acc1(rows * n);
   inner_product(ctx, level, dec, key, {}, acc0, acc1);
   mod_down(ctx, level, acc0, out0);
   mod_down(ctx, level, acc1, out1);

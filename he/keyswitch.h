@@ -22,6 +22,7 @@
 
 #include "he/context.h"
 #include "he/keys.h"
+#include "he/memory.h"
 
 namespace blindfold::he {
 
@@ -33,8 +34,7 @@ inline std::size_t extended_key_index(const CkksContext& ctx, int level, std::si
 
 /// ModUp of every digit of d (l + 1 rows, NTT form). Output: digits_at(l)
 /// blocks of (l + 1 + k) rows, NTT form: [(j * rows + r) * n + c].
-std::vector<std::uint64_t> decompose(const CkksContext& ctx, int level,
-                                     std::span<const std::uint64_t> d);
+PolyVector decompose(const CkksContext& ctx, int level, std::span<const std::uint64_t> d);
 
 /// acc0/acc1 (l + 1 + k rows each) = sum_j ext_j * (b_j, a_j), where ext_j is
 /// digit j of `decomposed`, permuted by `perm` when it is non-empty
