@@ -110,16 +110,16 @@ void fast_convert(const ConversionTable& table, std::span<const Modulus> moduli,
       const std::uint64_t tv = t.value();
       const std::uint64_t* x = in[0];
       std::uint64_t* o = out[r];
+      // x mod t (vectorised Shoup product by 1), then the centring
+      // correction in a branch-free pass the compiler vectorises.
       if (s.value() < tv) {
-        for (std::size_t c = 0; c < n; ++c) {
-          const std::uint64_t y = x[c] + (x[c] > half ? neg_s : 0);
-          o[c] = y >= tv ? y - tv : y;
-        }
+        std::copy(x, x + n, o);
       } else {
-        for (std::size_t c = 0; c < n; ++c) {
-          const std::uint64_t y = barrett_reduce_64(x[c], t) + (x[c] > half ? neg_s : 0);
-          o[c] = y >= tv ? y - tv : y;
-        }
+        mul_scalar_mod({x, n}, 1, t, {o, n});
+      }
+      for (std::size_t c = 0; c < n; ++c) {
+        const std::uint64_t y = o[c] + (x[c] > half ? neg_s : 0);
+        o[c] = y >= tv ? y - tv : y;
       }
     }
     return;
