@@ -1,0 +1,405 @@
+#include "he/serialize.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/error.h"
+#include "he/sampling.h"
+
+// Bodies (after the common header):
+//   plaintext:   u32 level, f64 scale, packed rows 0..level
+//   ciphertext:  u32 level, u32 size, f64 scale, [seed], packed polys
+//                (seeded: c0 only, size 2, c1 = expand_uniform(seed))
+//   public key:  seed of a, packed b over every key-basis prime
+//   relin keys:  u32 dnum, seed, packed b of each digit over the key basis
+//   galois keys: u32 count, then per key: u64 Galois element, u32 dnum,
+//                seed, packed b (as relin keys)
+//   secret key:  packed s over the key basis
+// Packed rows: row i holds n residues of bits(q_i) bits each, LSB first.
+
+namespace blindfold::he {
+namespace {
+
+constexpr std::uint8_t kMagic[4] = {'B', 'F', 'H', 'E'};
+constexpr std::uint8_t kFlagSeeded = 1;
+constexpr std::size_t kHeaderBytes = 4 + 2 + 1 + 1 + 8 + 4;
+
+[[noreturn]] void bad(const std::string& what) {
+  throw_error(ErrorCategory::kBadMessage, "CKKS deserialization: " + what);
+}
+
+class Writer {
+ public:
+  void u8(std::uint8_t v) { out_.push_back(v); }
+  void u16(std::uint16_t v) { le(v, 2); }
+  void u32(std::uint32_t v) { le(v, 4); }
+  void u64(std::uint64_t v) { le(v, 8); }
+  void f64(double v) { u64(std::bit_cast<std::uint64_t>(v)); }
+  void bytes(std::span<const std::uint8_t> b) { out_.insert(out_.end(), b.begin(), b.end()); }
+  void header(const CkksContext& ctx, ObjectType type, std::uint8_t flags) {
+    bytes(kMagic);
+    u16(kSerializationVersion);
+    u8(static_cast<std::uint8_t>(type));
+    u8(flags);
+    u64(ctx.id());
+    u32(static_cast<std::uint32_t>(ctx.n()));
+  }
+  // n residues of `bits` bits each (n * bits is a multiple of 8: n >= 8).
+  void packed(std::span<const std::uint64_t> row, int bits) {
+    u128 acc = 0;
+    int have = 0;
+    for (std::uint64_t v : row) {
+      acc |= u128{v} << have;
+      have += bits;
+      while (have >= 8) {
+        out_.push_back(static_cast<std::uint8_t>(acc));
+        acc >>= 8;
+        have -= 8;
+      }
+    }
+    if (have > 0) out_.push_back(static_cast<std::uint8_t>(acc));
+  }
+  std::vector<std::uint8_t> take() { return std::move(out_); }
+  void reserve(std::size_t n) { out_.reserve(n); }
+
+ private:
+  void le(std::uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out_.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+  }
+  std::vector<std::uint8_t> out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::span<const std::uint8_t> in) : in_(in) {}
+  std::size_t remaining() const noexcept { return in_.size() - pos_; }
+  std::span<const std::uint8_t> take(std::size_t n, const char* what) {
+    if (n > remaining()) {
+      bad(std::string("truncated ") + what + " (" + std::to_string(n) + " bytes needed, " +
+          std::to_string(remaining()) + " left)");
+    }
+    const auto s = in_.subspan(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  std::uint64_t le(int n, const char* what) {
+    const auto s = take(static_cast<std::size_t>(n), what);
+    std::uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= std::uint64_t{s[static_cast<std::size_t>(i)]} << (8 * i);
+    return v;
+  }
+  std::uint8_t u8(const char* w) { return static_cast<std::uint8_t>(le(1, w)); }
+  std::uint32_t u32(const char* w) { return static_cast<std::uint32_t>(le(4, w)); }
+  std::uint64_t u64(const char* w) { return le(8, w); }
+  double f64(const char* w) { return std::bit_cast<double>(u64(w)); }
+  Seed seed() {
+    Seed s;
+    const auto b = take(s.size(), "seed");
+    std::copy(b.begin(), b.end(), s.begin());
+    return s;
+  }
+  // Unpacks n residues of q's bit length; each must be below q.
+  void packed(std::span<std::uint64_t> row, const Modulus& q, const char* what) {
+    const int bits = q.bits();
+    const std::size_t nbytes = (row.size() * static_cast<std::size_t>(bits) + 7) / 8;
+    const auto b = take(nbytes, what);
+    const std::uint64_t mask = (std::uint64_t{1} << bits) - 1;
+    u128 acc = 0;
+    int have = 0;
+    std::size_t p = 0;
+    for (std::uint64_t& v : row) {
+      while (have < bits) {
+        acc |= u128{b[p++]} << have;
+        have += 8;
+      }
+      v = static_cast<std::uint64_t>(acc) & mask;
+      acc >>= bits;
+      have -= bits;
+      if (v >= q.value()) {
+        bad(std::string(what) + ": residue " + std::to_string(v) + " is not below its modulus " +
+            std::to_string(q.value()));
+      }
+    }
+    if (acc != 0) bad(std::string(what) + ": nonzero padding bits");
+  }
+  // The common header; returns the flags.
+  std::uint8_t header(const CkksContext& ctx, ObjectType type, std::uint8_t allowed_flags) {
+    const auto m = take(4, "magic");
+    if (!std::equal(m.begin(), m.end(), kMagic)) bad("not a Blindfold HE object (bad magic)");
+    const auto version = static_cast<std::uint16_t>(le(2, "version"));
+    if (version != kSerializationVersion) {
+      bad("format version " + std::to_string(version) + " (this build reads " +
+          std::to_string(kSerializationVersion) + ")");
+    }
+    const std::uint8_t t = u8("type");
+    if (t != static_cast<std::uint8_t>(type)) {
+      bad("object type " + std::to_string(t) + ", expected " +
+          std::to_string(static_cast<int>(type)));
+    }
+    const std::uint8_t flags = u8("flags");
+    if ((flags & ~allowed_flags) != 0) bad("unknown flags " + std::to_string(flags));
+    if (u64("context id") != ctx.id()) bad("the object belongs to another CKKS context");
+    if (u32("ring degree") != ctx.n()) bad("ring degree differs from the context's");
+    return flags;
+  }
+  void finish() {
+    if (remaining() != 0) bad(std::to_string(remaining()) + " trailing bytes");
+  }
+
+ private:
+  std::span<const std::uint8_t> in_;
+  std::size_t pos_ = 0;
+};
+
+void check_id(const CkksContext& ctx, std::uint64_t id, const char* what) {
+  if (id != ctx.id()) {
+    throw_error(ErrorCategory::kBadInput, std::string("save: ") + what + " of another context");
+  }
+}
+
+std::size_t packed_bytes(const CkksContext& ctx, std::size_t rows_from, std::size_t rows_to) {
+  std::size_t bits = 0;
+  for (std::size_t i = rows_from; i < rows_to; ++i) bits += ctx.modulus(i).bits();
+  return bits * ctx.n() / 8;
+}
+
+double read_scale(Reader& r) {
+  const double scale = r.f64("scale");
+  if (!std::isfinite(scale) || !(scale > 0)) bad("scale is not finite and positive");
+  return scale;
+}
+
+int read_level(Reader& r, const CkksContext& ctx) {
+  const std::uint32_t level = r.u32("level");
+  if (level > static_cast<std::uint32_t>(ctx.max_level())) {
+    bad("level " + std::to_string(level) + " above the context's " +
+        std::to_string(ctx.max_level()));
+  }
+  return static_cast<int>(level);
+}
+
+// The body of a key-switching key (relin and Galois keys).
+void write_switch_key(Writer& w, const CkksContext& ctx, const KeySwitchKey& k) {
+  check_id(ctx, k.context_id, "key-switching key");
+  w.u32(static_cast<std::uint32_t>(k.dnum));
+  w.bytes(k.a_seed);
+  for (std::size_t j = 0; j < k.dnum; ++j) {
+    for (std::size_t i = 0; i < ctx.key_size(); ++i) w.packed(k.b_row(j, i), ctx.modulus(i).bits());
+  }
+}
+
+KeySwitchKey read_switch_key(Reader& r, const CkksContext& ctx) {
+  KeySwitchKey k;
+  k.context_id = ctx.id();
+  k.n = ctx.n();
+  k.key_size = ctx.key_size();
+  const std::uint32_t dnum = r.u32("dnum");
+  if (dnum != ctx.dnum()) {
+    bad("key with " + std::to_string(dnum) + " digits; the context has " +
+        std::to_string(ctx.dnum()));
+  }
+  k.dnum = dnum;
+  k.a_seed = r.seed();
+  const std::size_t n = ctx.n();
+  // Check the length before allocating.
+  if (r.remaining() < k.dnum * packed_bytes(ctx, 0, ctx.key_size())) bad("truncated key");
+  k.b.resize(k.dnum * k.key_size * n);
+  k.a.resize(k.b.size());
+  for (std::size_t j = 0; j < k.dnum; ++j) {
+    for (std::size_t i = 0; i < k.key_size; ++i) {
+      const std::size_t off = (j * k.key_size + i) * n;
+      r.packed({k.b.data() + off, n}, ctx.modulus(i), "key");
+      expand_uniform(k.a_seed, kKeySwitchStream + j * k.key_size + i, ctx.modulus(i),
+                     {k.a.data() + off, n});
+    }
+  }
+  return k;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> save(const CkksContext& ctx, const Ciphertext& ct, bool allow_seeded) {
+  check_id(ctx, ct.context_id(), "ciphertext");
+  const bool seeded = allow_seeded && ct.seed().has_value() && ct.size() == 2;
+  Writer w;
+  w.reserve(kHeaderBytes + 48 + (seeded ? 1 : ct.size()) * packed_bytes(ctx, 0, ct.primes()));
+  w.header(ctx, ObjectType::kCiphertext, seeded ? kFlagSeeded : 0);
+  w.u32(static_cast<std::uint32_t>(ct.level()));
+  w.u32(static_cast<std::uint32_t>(ct.size()));
+  w.f64(ct.scale());
+  if (seeded) w.bytes(*ct.seed());
+  for (std::size_t k = 0; k < (seeded ? 1 : ct.size()); ++k) {
+    for (std::size_t i = 0; i < ct.primes(); ++i) w.packed(ct.row(k, i), ctx.modulus(i).bits());
+  }
+  return w.take();
+}
+
+Ciphertext load_ciphertext(const CkksContext& ctx, std::span<const std::uint8_t> bytes) {
+  Reader r(bytes);
+  const bool seeded = (r.header(ctx, ObjectType::kCiphertext, kFlagSeeded) & kFlagSeeded) != 0;
+  const int level = read_level(r, ctx);
+  const std::uint32_t size = r.u32("size");
+  if (size < 2 || size > 3 || (seeded && size != 2)) {
+    bad("ciphertext size " + std::to_string(size));
+  }
+  const double scale = read_scale(r);
+  Seed seed{};
+  if (seeded) seed = r.seed();
+  const std::size_t stored = seeded ? 1 : size;
+  if (r.remaining() != stored * packed_bytes(ctx, 0, static_cast<std::size_t>(level + 1))) {
+    bad("ciphertext body of " + std::to_string(r.remaining()) + " bytes, expected " +
+        std::to_string(stored * packed_bytes(ctx, 0, static_cast<std::size_t>(level + 1))));
+  }
+  Ciphertext ct(ctx.id(), ctx.n(), level, scale, size);
+  for (std::size_t k = 0; k < stored; ++k) {
+    for (std::size_t i = 0; i < ct.primes(); ++i) {
+      r.packed(ct.mutable_row(k, i), ctx.modulus(i), "ciphertext");
+    }
+  }
+  if (seeded) {
+    for (std::size_t i = 0; i < ct.primes(); ++i) {
+      expand_uniform(seed, kCiphertextStream + i, ctx.modulus(i), ct.mutable_row(1, i));
+    }
+    ct.set_seed(seed);
+  }
+  r.finish();
+  return ct;
+}
+
+std::vector<std::uint8_t> save(const CkksContext& ctx, const Plaintext& pt) {
+  check_id(ctx, pt.context_id(), "plaintext");
+  Writer w;
+  w.header(ctx, ObjectType::kPlaintext, 0);
+  w.u32(static_cast<std::uint32_t>(pt.level()));
+  w.f64(pt.scale());
+  for (std::size_t i = 0; i < pt.primes(); ++i) w.packed(pt.row(i), ctx.modulus(i).bits());
+  return w.take();
+}
+
+Plaintext load_plaintext(const CkksContext& ctx, std::span<const std::uint8_t> bytes) {
+  Reader r(bytes);
+  r.header(ctx, ObjectType::kPlaintext, 0);
+  const int level = read_level(r, ctx);
+  const double scale = read_scale(r);
+  if (r.remaining() != packed_bytes(ctx, 0, static_cast<std::size_t>(level + 1))) {
+    bad("plaintext body of the wrong length");
+  }
+  Plaintext pt(ctx.id(), ctx.n(), level, scale);
+  for (std::size_t i = 0; i < pt.primes(); ++i) r.packed(pt.row(i), ctx.modulus(i), "plaintext");
+  r.finish();
+  return pt;
+}
+
+std::vector<std::uint8_t> save(const CkksContext& ctx, const PublicKey& pk) {
+  check_id(ctx, pk.context_id, "public key");
+  Writer w;
+  w.header(ctx, ObjectType::kPublicKey, kFlagSeeded);
+  w.bytes(pk.a_seed);
+  for (std::size_t i = 0; i < ctx.key_size(); ++i) {
+    w.packed({pk.b.data() + i * ctx.n(), ctx.n()}, ctx.modulus(i).bits());
+  }
+  return w.take();
+}
+
+PublicKey load_public_key(const CkksContext& ctx, std::span<const std::uint8_t> bytes) {
+  Reader r(bytes);
+  if (r.header(ctx, ObjectType::kPublicKey, kFlagSeeded) != kFlagSeeded) {
+    bad("public key without its seed flag");
+  }
+  PublicKey pk;
+  pk.context_id = ctx.id();
+  pk.a_seed = r.seed();
+  const std::size_t n = ctx.n();
+  if (r.remaining() != packed_bytes(ctx, 0, ctx.key_size())) bad("public key of the wrong length");
+  pk.b.resize(ctx.key_size() * n);
+  pk.a.resize(pk.b.size());
+  for (std::size_t i = 0; i < ctx.key_size(); ++i) {
+    r.packed({pk.b.data() + i * n, n}, ctx.modulus(i), "public key");
+    expand_uniform(pk.a_seed, kPublicKeyStream + i, ctx.modulus(i), {pk.a.data() + i * n, n});
+  }
+  r.finish();
+  return pk;
+}
+
+std::vector<std::uint8_t> save(const CkksContext& ctx, const RelinKeys& rk) {
+  Writer w;
+  w.header(ctx, ObjectType::kRelinKeys, kFlagSeeded);
+  write_switch_key(w, ctx, rk.key);
+  return w.take();
+}
+
+RelinKeys load_relin_keys(const CkksContext& ctx, std::span<const std::uint8_t> bytes) {
+  Reader r(bytes);
+  if (r.header(ctx, ObjectType::kRelinKeys, kFlagSeeded) != kFlagSeeded) {
+    bad("relinearization key without its seed flag");
+  }
+  RelinKeys rk{read_switch_key(r, ctx)};
+  r.finish();
+  return rk;
+}
+
+std::vector<std::uint8_t> save(const CkksContext& ctx, const GaloisKeys& gk) {
+  check_id(ctx, gk.context_id, "Galois keys");
+  Writer w;
+  w.header(ctx, ObjectType::kGaloisKeys, kFlagSeeded);
+  w.u32(static_cast<std::uint32_t>(gk.keys.size()));
+  for (const auto& [g, entry] : gk.keys) {
+    w.u64(g);
+    write_switch_key(w, ctx, entry.key);
+  }
+  return w.take();
+}
+
+GaloisKeys load_galois_keys(const CkksContext& ctx, std::span<const std::uint8_t> bytes) {
+  Reader r(bytes);
+  if (r.header(ctx, ObjectType::kGaloisKeys, kFlagSeeded) != kFlagSeeded) {
+    bad("Galois keys without their seed flag");
+  }
+  GaloisKeys gk;
+  gk.context_id = ctx.id();
+  const std::uint32_t count = r.u32("key count");
+  // Each key takes at least its packed rows; N distinct odd elements exist.
+  const std::size_t per_key = 8 + 4 + 32 + ctx.dnum() * packed_bytes(ctx, 0, ctx.key_size());
+  if (count > ctx.n() || count * per_key > r.remaining()) {
+    bad(std::to_string(count) + " Galois keys do not fit in " + std::to_string(r.remaining()) +
+        " bytes");
+  }
+  for (std::uint32_t c = 0; c < count; ++c) {
+    const std::uint64_t g = r.u64("Galois element");
+    if (g % 2 == 0 || g < 3 || g >= 2 * ctx.n()) {
+      bad("Galois element " + std::to_string(g) + " is not odd in [3, 2N)");
+    }
+    if (gk.has(g)) bad("Galois element " + std::to_string(g) + " appears twice");
+    GaloisKeys::Entry entry;
+    entry.key = read_switch_key(r, ctx);
+    entry.perm = galois_permutation(g, ctx.n());
+    gk.keys.emplace(g, std::move(entry));
+  }
+  r.finish();
+  return gk;
+}
+
+std::vector<std::uint8_t> save_secret_key(const CkksContext& ctx, const SecretKey& sk) {
+  check_id(ctx, sk.context_id(), "secret key");
+  Writer w;
+  // Exact size up front: no reallocation leaves copies of the key behind.
+  w.reserve(kHeaderBytes + packed_bytes(ctx, 0, ctx.key_size()));
+  w.header(ctx, ObjectType::kSecretKey, 0);
+  for (std::size_t i = 0; i < ctx.key_size(); ++i) w.packed(sk.row(i), ctx.modulus(i).bits());
+  return w.take();
+}
+
+SecretKey load_secret_key(const CkksContext& ctx, std::span<const std::uint8_t> bytes) {
+  Reader r(bytes);
+  r.header(ctx, ObjectType::kSecretKey, 0);
+  if (r.remaining() != packed_bytes(ctx, 0, ctx.key_size())) bad("secret key of the wrong length");
+  SecretKey sk(ctx.id(), ctx.n(), ctx.key_size());
+  for (std::size_t i = 0; i < ctx.key_size(); ++i)
+    r.packed(sk.row(i), ctx.modulus(i), "secret key");
+  r.finish();
+  return sk;
+}
+
+}  // namespace blindfold::he
