@@ -622,6 +622,17 @@ void write_full(int fd, const std::uint8_t* p, std::size_t n, Clock::time_point 
 
 struct Fd {
   int fd;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      if (fd >= 0) ::close(fd);
+      fd = o.fd;
+      o.fd = -1;
+    }
+    return *this;
+  }
   ~Fd() {
     if (fd >= 0) ::close(fd);
   }
@@ -639,19 +650,31 @@ ProbeServer::~ProbeServer() {
 
 void ProbeServer::serve_one(std::chrono::milliseconds max_time) {
   const Clock::time_point deadline = Clock::now() + max_time;
-  const int ev = wait_ready(fd_, POLLIN, deadline);
-  if (ev == 0) throw Error(ErrorCategory::kPeerFailure, "no probe client within the time limit");
-  Fd s{::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC)};
-  if (s.fd < 0) throw Error(ErrorCategory::kPeerFailure, "accept: " + errno_text(errno));
-  set_nodelay(s.fd);
-  std::uint8_t hdr[24];
-  read_full(s.fd, hdr, sizeof hdr, deadline);
-  if (std::memcmp(hdr, kProbeMagic, 8) != 0) {
-    throw Error(ErrorCategory::kBadMessage, "the client is not a blindfold probe");
-  }
-  const std::uint64_t pings = get_u64(hdr + 8), bytes = get_u64(hdr + 16);
-  if (pings > static_cast<std::uint64_t>(kMaxProbePings) || bytes > kMaxProbeBytes) {
-    throw Error(ErrorCategory::kBadMessage, "probe asks for too many pings or bytes");
+  // Connections that close or are not a probe before the header is complete
+  // (port scanners, reachability checks through a proxy) are dropped and the
+  // server goes on waiting for a real probe client until the deadline.
+  Fd s{-1};
+  std::uint64_t pings = 0, bytes = 0;
+  for (;;) {
+    const int ev = wait_ready(fd_, POLLIN, deadline);
+    if (ev == 0) throw Error(ErrorCategory::kPeerFailure, "no probe client within the time limit");
+    Fd c{::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC)};
+    if (c.fd < 0) throw Error(ErrorCategory::kPeerFailure, "accept: " + errno_text(errno));
+    set_nodelay(c.fd);
+    std::uint8_t hdr[24];
+    try {
+      read_full(c.fd, hdr, sizeof hdr, deadline);
+    } catch (const Error&) {
+      continue;
+    }
+    if (std::memcmp(hdr, kProbeMagic, 8) != 0) continue;
+    pings = get_u64(hdr + 8);
+    bytes = get_u64(hdr + 16);
+    if (pings > static_cast<std::uint64_t>(kMaxProbePings) || bytes > kMaxProbeBytes) {
+      throw Error(ErrorCategory::kBadMessage, "probe asks for too many pings or bytes");
+    }
+    s = std::move(c);
+    break;
   }
   std::uint8_t ping[8];
   for (std::uint64_t i = 0; i < pings; ++i) {

@@ -121,7 +121,8 @@ struct ProbeResult {
 };
 
 /// The server side of a probe: binds on construction (so a caller knows the
-/// port before a client comes), then answers exactly one session.
+/// port before a client comes), then answers exactly one probe session;
+/// connections that are not a probe are dropped and it goes on waiting.
 class ProbeServer {
  public:
   /// @throws Error(kBadInput) for a bad host, Error(kIo) when it cannot bind.
