@@ -21,6 +21,7 @@
 #include "he/ntt.h"
 #include "he/primes.h"
 #include "he/rns.h"
+#include "he/serialize.h"
 
 namespace {
 
@@ -287,6 +288,24 @@ void BM_ckks_keygen_galois_1(benchmark::State& s, int n) {
   run(s, n, [&](Bench& b) { return b.gen.create_galois_keys(one, false); });
 }
 
+// Serialized sizes (bytes), as counters: a full and a seeded (symmetric)
+// ciphertext at the top level, the relinearization key, one Galois key.
+void BM_ckks_serialized_sizes(benchmark::State& state, int n) {
+  Bench& b = bench(n);
+  const Ciphertext seeded = b.enc_sk.encrypt(b.plain);
+  const std::vector<int> one = {1};
+  const GaloisKeys g1 = b.gen.create_galois_keys(one, false);
+  std::size_t total = 0;
+  for (auto _ : state) {
+    total = save(*b.ctx, b.a).size();
+    benchmark::DoNotOptimize(total);
+  }
+  state.counters["ciphertext_full"] = static_cast<double>(save(*b.ctx, b.a).size());
+  state.counters["ciphertext_seeded"] = static_cast<double>(save(*b.ctx, seeded).size());
+  state.counters["relin_key"] = static_cast<double>(save(*b.ctx, b.rk).size());
+  state.counters["galois_key"] = static_cast<double>(save(*b.ctx, g1).size());
+}
+
 #define BF_CKKS(fn)                                                               \
   BENCHMARK_CAPTURE(fn, N8192_60_40_40_p60, 8192)->Unit(benchmark::kMicrosecond); \
   BENCHMARK_CAPTURE(fn, N16384_60_40x6_p60, 16384)->Unit(benchmark::kMicrosecond)
@@ -307,6 +326,7 @@ BF_CKKS(BM_ckks_rotate_hoisted_x4);
 BF_CKKS(BM_ckks_keygen_secret_public);
 BF_CKKS(BM_ckks_keygen_relin);
 BF_CKKS(BM_ckks_keygen_galois_1);
+BF_CKKS(BM_ckks_serialized_sizes);
 
 }  // namespace ckks
 }  // namespace
