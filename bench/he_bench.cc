@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "he/encoder.h"
 #include "he/encryptor.h"
 #include "he/evaluator.h"
@@ -306,6 +307,40 @@ void BM_ckks_serialized_sizes(benchmark::State& state, int n) {
   state.counters["galois_key"] = static_cast<double>(save(*b.ctx, g1).size());
 }
 
+// The same with both cores: the evaluator splits RNS limbs over a pool of 2.
+blindfold::ThreadPool& pool2() {
+  static blindfold::ThreadPool pool(2);
+  return pool;
+}
+template <typename F>
+void run2(benchmark::State& state, int n, F&& f) {
+  Bench& b = bench(n);
+  const Evaluator par(b.ctx, &pool2());
+  for (auto _ : state) {
+    auto r = f(b, par);
+    benchmark::DoNotOptimize(r);
+  }
+}
+void BM_ckks_2threads_multiply(benchmark::State& s, int n) {
+  run2(s, n, [](Bench& b, const Evaluator& e) { return e.multiply(b.a, b.b); });
+}
+void BM_ckks_2threads_relinearize(benchmark::State& s, int n) {
+  const Ciphertext m = bench(n).eval.multiply(bench(n).a, bench(n).b);
+  run2(s, n, [&](Bench& b, const Evaluator& e) { return e.relinearize(m, b.rk); });
+}
+void BM_ckks_2threads_rescale(benchmark::State& s, int n) {
+  const Ciphertext m = bench(n).eval.multiply_plain(bench(n).a, bench(n).plain);
+  run2(s, n, [&](Bench&, const Evaluator& e) { return e.rescale(m); });
+}
+void BM_ckks_2threads_mul_relin_rescale(benchmark::State& s, int n) {
+  run2(s, n, [](Bench& b, const Evaluator& e) {
+    return e.rescale(e.relinearize(e.multiply(b.a, b.b), b.rk));
+  });
+}
+void BM_ckks_2threads_rotate_1(benchmark::State& s, int n) {
+  run2(s, n, [](Bench& b, const Evaluator& e) { return e.rotate(b.a, 1, b.gk); });
+}
+
 #define BF_CKKS(fn)                                                               \
   BENCHMARK_CAPTURE(fn, N8192_60_40_40_p60, 8192)->Unit(benchmark::kMicrosecond); \
   BENCHMARK_CAPTURE(fn, N16384_60_40x6_p60, 16384)->Unit(benchmark::kMicrosecond)
@@ -327,6 +362,11 @@ BF_CKKS(BM_ckks_keygen_secret_public);
 BF_CKKS(BM_ckks_keygen_relin);
 BF_CKKS(BM_ckks_keygen_galois_1);
 BF_CKKS(BM_ckks_serialized_sizes);
+BF_CKKS(BM_ckks_2threads_multiply);
+BF_CKKS(BM_ckks_2threads_relinearize);
+BF_CKKS(BM_ckks_2threads_rescale);
+BF_CKKS(BM_ckks_2threads_mul_relin_rescale);
+BF_CKKS(BM_ckks_2threads_rotate_1);
 
 }  // namespace ckks
 }  // namespace

@@ -30,7 +30,8 @@ void add_scalar_mod(std::span<std::uint64_t> v, std::uint64_t s, const Modulus& 
 
 }  // namespace
 
-Evaluator::Evaluator(std::shared_ptr<const CkksContext> context) : context_(std::move(context)) {}
+Evaluator::Evaluator(std::shared_ptr<const CkksContext> context, ThreadPool* pool)
+    : context_(std::move(context)), pool_(pool) {}
 
 void Evaluator::check(const Ciphertext& a) const {
   const CkksContext& ctx = *context_;
@@ -219,17 +220,20 @@ Ciphertext Evaluator::multiply(const Ciphertext& a, const Ciphertext& b) const {
   }
   const std::size_t n = context_->n();
   Ciphertext r(context_->id(), n, a.level(), scale, 3);
-  PolyVector t(n);
-  for (std::size_t i = 0; i < a.primes(); ++i) {
+  std::span<std::uint64_t> out = r.mutable_data();
+  const std::size_t primes = a.primes();
+  for_each_task(pool_, primes, [&](std::size_t i) {
     const Modulus& q = context_->modulus(i);
     const auto a0 = a.row(0, i), a1 = a.row(1, i), b0 = b.row(0, i), b1 = b.row(1, i);
-    mul_mod(a0, b0, q, r.mutable_row(0, i));
-    std::span<std::uint64_t> d1 = r.mutable_row(1, i);
+    std::span<std::uint64_t> d0 = out.subspan(i * n, n);
+    std::span<std::uint64_t> d1 = out.subspan((primes + i) * n, n);
+    std::span<std::uint64_t> d2 = out.subspan((2 * primes + i) * n, n);
     mul_mod(a0, b1, q, d1);
-    mul_mod(a1, b0, q, t);
-    add_mod(d1, t, q, d1);
-    mul_mod(a1, b1, q, r.mutable_row(2, i));
-  }
+    mul_mod(a1, b0, q, d0);  // d0 as scratch for a1 b0
+    add_mod(d1, d0, q, d1);
+    mul_mod(a0, b0, q, d0);
+    mul_mod(a1, b1, q, d2);
+  });
   return r;
 }
 
@@ -244,7 +248,7 @@ void Evaluator::relinearize_inplace(Ciphertext& a, const RelinKeys& keys) const 
   if (a.size() != 3) bad("relinearize takes a size-3 ciphertext");
   const std::size_t len = a.primes() * context_->n();
   PolyVector k0(len), k1(len);
-  switch_key(*context_, a.level(), a.poly(2), keys.key, k0, k1);
+  switch_key(*context_, a.level(), a.poly(2), keys.key, k0, k1, pool_);
   for (std::size_t i = 0; i < a.primes(); ++i) {
     const Modulus& q = context_->modulus(i);
     const std::size_t off = i * context_->n();
@@ -273,38 +277,43 @@ void Evaluator::rescale_inplace(Ciphertext& a) const {
   const auto last = static_cast<std::size_t>(l);
   const Modulus& ql = ctx.modulus(last);
   const std::uint64_t half = ql.value() >> 1;
-  PolyVector x(n), t(n);
-  for (std::size_t k = 0; k < a.size(); ++k) {
-    // x = c mod q_l + floor(q_l/2), in coefficient form: then
-    // (c - ([x]_{q_l} - floor(q_l/2))) / q_l = round(c / q_l).
+  // Per polynomial k: x = c_k mod q_l + floor(q_l/2), in coefficient form;
+  // then (c - ([x]_{q_i} - floor(q_l/2))) / q_l = round(c / q_l) for i < l.
+  std::vector<PolyVector> xs(a.size(), PolyVector(n));
+  for_each_task(pool_, a.size(), [&](std::size_t k) {
     const auto src = a.row(k, last);
-    std::copy(src.begin(), src.end(), x.begin());
-    ntt_inverse(x, ctx.ntt(last));
-    add_scalar_mod(x, half, ql);
-    for (std::size_t i = 0; i < last; ++i) {
-      const Modulus& q = ctx.modulus(i);
-      const std::uint64_t half_i = barrett_reduce_64(half, q);
-      const std::uint64_t qv = q.value();
-      // t = [x]_{q_i} - floor(q_l/2) mod q_i.
-      if (ql.value() < qv) {
-        for (std::size_t c = 0; c < n; ++c) {
-          const std::uint64_t d = x[c] + qv - half_i;
-          t[c] = d >= qv ? d - qv : d;
-        }
-      } else {
-        for (std::size_t c = 0; c < n; ++c) {
-          const std::uint64_t d = barrett_reduce_64(x[c], q) + qv - half_i;
-          t[c] = d >= qv ? d - qv : d;
-        }
+    std::copy(src.begin(), src.end(), xs[k].begin());
+    ntt_inverse(xs[k], ctx.ntt(last));
+    add_scalar_mod(xs[k], half, ql);
+  });
+  std::span<std::uint64_t> data = a.mutable_data();
+  const std::size_t primes = a.primes();
+  for_each_task(pool_, a.size() * last, [&](std::size_t task) {
+    const std::size_t k = task / last, i = task % last;
+    const std::uint64_t* x = xs[k].data();
+    PolyVector t(n);
+    const Modulus& q = ctx.modulus(i);
+    const std::uint64_t half_i = barrett_reduce_64(half, q);
+    const std::uint64_t qv = q.value();
+    // t = [x]_{q_i} - floor(q_l/2) mod q_i.
+    if (ql.value() < qv) {
+      for (std::size_t c = 0; c < n; ++c) {
+        const std::uint64_t d = x[c] + qv - half_i;
+        t[c] = d >= qv ? d - qv : d;
       }
-      ntt_forward(t, ctx.ntt(i), NttOutput::kReduced);
-      // (c - t) * q_l^-1: c - t + q in [1, 2q) < 2^62, any 64-bit input
-      // suits the Shoup product.
-      std::span<std::uint64_t> c = a.mutable_row(k, i);
-      const std::uint64_t w = ctx.inv_last(l, i), ws = ctx.inv_last_shoup(l, i);
-      for (std::size_t j = 0; j < n; ++j) c[j] = mul_mod_shoup(c[j] + qv - t[j], w, ws, q);
+    } else {
+      for (std::size_t c = 0; c < n; ++c) {
+        const std::uint64_t d = barrett_reduce_64(x[c], q) + qv - half_i;
+        t[c] = d >= qv ? d - qv : d;
+      }
     }
-  }
+    ntt_forward(t, ctx.ntt(i), NttOutput::kReduced);
+    // (c - t) * q_l^-1: c - t + q in [1, 2q) < 2^62, any 64-bit input
+    // suits the Shoup product.
+    std::uint64_t* c = data.data() + (k * primes + i) * n;
+    const std::uint64_t w = ctx.inv_last(l, i), ws = ctx.inv_last_shoup(l, i);
+    for (std::size_t j = 0; j < n; ++j) c[j] = mul_mod_shoup(c[j] + qv - t[j], w, ws, q);
+  });
   a.drop_to_level(l - 1);
   a.set_scale(a.scale() / static_cast<double>(ql.value()));
 }
@@ -347,7 +356,7 @@ std::vector<Ciphertext> Evaluator::galois_hoisted(const Ciphertext& a,
   PolyVector dec;
   for (const auto* e : entries) {
     if (e) {
-      dec = decompose(ctx, l, a.poly(1));  // once for all rotations
+      dec = decompose(ctx, l, a.poly(1), pool_);  // once for all rotations
       break;
     }
   }
@@ -360,9 +369,10 @@ std::vector<Ciphertext> Evaluator::galois_hoisted(const Ciphertext& a,
       continue;
     }
     Ciphertext r(ctx.id(), n, l, a.scale(), 2);
-    inner_product(ctx, l, dec, e->key, e->perm, acc0, acc1);
-    mod_down(ctx, l, acc0, r.mutable_poly(0));
-    mod_down(ctx, l, acc1, r.mutable_poly(1));
+    inner_product(ctx, l, dec, e->key, e->perm, acc0, acc1, pool_);
+    const std::span<std::uint64_t> ins[2] = {acc0, acc1};
+    const std::span<std::uint64_t> outs[2] = {r.mutable_poly(0), r.mutable_poly(1)};
+    mod_down(ctx, l, ins, outs, pool_);
     // c0' = phi(c0) + (key-switched part).
     const std::uint32_t* perm = e->perm.data();
     for (std::size_t i = 0; i < a.primes(); ++i) {

@@ -15,13 +15,15 @@
 // silently wrong result. Scales multiply under products and divide by q_l
 // under rescaling: the caller keeps them aligned (set_scale on a ciphertext
 // declares a scale when it knows better). Stateless and const: one evaluator
-// may serve any number of threads.
+// may serve any number of threads. Given a ThreadPool, multiply, rescale and
+// key switching (relinearize, rotations) split their RNS limbs over it.
 #pragma once
 
 #include <memory>
 #include <span>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "he/ciphertext.h"
 #include "he/context.h"
 #include "he/keys.h"
@@ -30,7 +32,10 @@ namespace blindfold::he {
 
 class Evaluator {
  public:
-  explicit Evaluator(std::shared_ptr<const CkksContext> context);
+  /// `pool`: run independent RNS limbs of the heavier operations on it
+  /// (nullptr: the calling thread only). Not owned; must outlive the
+  /// evaluator.
+  explicit Evaluator(std::shared_ptr<const CkksContext> context, ThreadPool* pool = nullptr);
 
   const CkksContext& context() const noexcept { return *context_; }
 
@@ -103,6 +108,7 @@ class Evaluator {
                                          const GaloisKeys& keys) const;
 
   std::shared_ptr<const CkksContext> context_;
+  ThreadPool* pool_;
 };
 
 }  // namespace blindfold::he

@@ -245,6 +245,29 @@ INSTANTIATE_TEST_SUITE_P(Sets, EvaluatorTest,
                            return std::string("unknown");
                          });
 
+// With a thread pool the limbs are split over threads; every result is the
+// same, bit for bit, as on one thread (for both digit shapes).
+TEST_P(EvaluatorTest, ThreadPoolGivesIdenticalResults) {
+  Fixture& f = this->f();
+  ThreadPool pool(2);
+  const Evaluator par(f.ctx, &pool);
+  const std::vector<int> steps = {1, -7};
+  const GaloisKeys gk = f.gen.create_galois_keys(steps, false);
+  const Ciphertext a = f.encrypt(random_slots(f.encoder.slots(), 14));
+  const Ciphertext b = f.encrypt(random_slots(f.encoder.slots(), 15));
+  auto eq = [](const Ciphertext& x, const Ciphertext& y) {
+    return x.level() == y.level() && x.scale() == y.scale() &&
+           std::equal(x.data().begin(), x.data().end(), y.data().begin(), y.data().end());
+  };
+  const Ciphertext m1 = f.eval.multiply(a, b), m2 = par.multiply(a, b);
+  EXPECT_TRUE(eq(m1, m2));
+  const Ciphertext r1 = f.eval.relinearize(m1, f.rk), r2 = par.relinearize(m2, f.rk);
+  EXPECT_TRUE(eq(r1, r2));
+  EXPECT_TRUE(eq(f.eval.rescale(r1), par.rescale(r2)));
+  const auto h1 = f.eval.rotate_hoisted(a, steps, gk), h2 = par.rotate_hoisted(a, steps, gk);
+  for (std::size_t i = 0; i < steps.size(); ++i) EXPECT_TRUE(eq(h1[i], h2[i])) << steps[i];
+}
+
 TEST(Evaluator, RescaleDividesByTheLastPrime) {
   Fixture& f = fixture(Set::kN8192);
   const Slots x = random_slots(f.encoder.slots(), 11);

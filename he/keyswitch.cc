@@ -1,13 +1,26 @@
 #include "he/keyswitch.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "core/error.h"
 #include "he/ntt.h"
 
 namespace blindfold::he {
 
-PolyVector decompose(const CkksContext& ctx, int level, std::span<const std::uint64_t> d) {
+void for_each_task(ThreadPool* pool, std::size_t count,
+                   const std::function<void(std::size_t)>& fn) {
+  if (pool == nullptr || pool->size() <= 1 || count <= 1) {
+    for (std::size_t i = 0; i < count; ++i) fn(i);
+    return;
+  }
+  pool->parallel_for(static_cast<std::int64_t>(count), [&](std::int64_t b, std::int64_t e) {
+    for (auto i = static_cast<std::size_t>(b); i < static_cast<std::size_t>(e); ++i) fn(i);
+  });
+}
+
+PolyVector decompose(const CkksContext& ctx, int level, std::span<const std::uint64_t> d,
+                     ThreadPool* pool) {
   const std::size_t n = ctx.n();
   const auto l1 = static_cast<std::size_t>(level + 1);
   const std::size_t k = ctx.special_size();
@@ -17,43 +30,51 @@ PolyVector decompose(const CkksContext& ctx, int level, std::span<const std::uin
   if (d.size() != l1 * n) throw_error(ErrorCategory::kInternal, "decompose: size");
 
   // Coefficient form of d, for the base conversions.
-  PolyVector coeff(d.begin(), d.end());
-  for (std::size_t i = 0; i < l1; ++i) {
+  PolyVector coeff(l1 * n);
+  for_each_task(pool, l1, [&](std::size_t i) {
+    std::copy(d.begin() + static_cast<std::ptrdiff_t>(i * n),
+              d.begin() + static_cast<std::ptrdiff_t>((i + 1) * n), coeff.begin() + i * n);
     ntt_inverse(std::span<std::uint64_t>(coeff.data() + i * n, n), ctx.ntt(i));
-  }
+  });
   PolyVector out(digits * rows * n);
-  PolyVector scratch(alpha * n);
-  std::vector<const std::uint64_t*> in_rows;
-  std::vector<std::size_t> to;
-  std::vector<std::uint64_t*> out_rows;
-  for (std::size_t j = 0; j < digits; ++j) {
+  // Tasks: each digit's target rows split into `parts` slices, so that two
+  // threads stay busy even with few digits.
+  const std::size_t parts = pool ? std::max<std::size_t>(1, pool->size()) : 1;
+  for_each_task(pool, digits * parts, [&](std::size_t task) {
+    const std::size_t j = task / parts, part = task % parts;
     const std::size_t lo = j * alpha;
     const std::size_t hi = std::min(lo + alpha, l1);
     std::uint64_t* block = out.data() + j * rows * n;
-    // The digit's own primes: d itself, already in NTT form.
-    std::copy(d.begin() + static_cast<std::ptrdiff_t>(lo * n),
-              d.begin() + static_cast<std::ptrdiff_t>(hi * n), block + lo * n);
-    to.clear();
-    out_rows.clear();
+    if (part == 0) {
+      // The digit's own primes: d itself, already in NTT form.
+      std::copy(d.begin() + static_cast<std::ptrdiff_t>(lo * n),
+                d.begin() + static_cast<std::ptrdiff_t>(hi * n), block + lo * n);
+    }
+    std::vector<std::size_t> to;
+    std::vector<std::uint64_t*> out_rows;
+    std::size_t t = 0;
     for (std::size_t r = 0; r < rows; ++r) {
       if (r >= lo && r < hi) continue;
+      if (t++ % parts != part) continue;
       to.push_back(extended_key_index(ctx, level, r));
       out_rows.push_back(block + r * n);
     }
-    in_rows.clear();
+    if (to.empty()) return;
+    std::vector<const std::uint64_t*> in_rows;
     for (std::size_t i = lo; i < hi; ++i) in_rows.push_back(coeff.data() + i * n);
+    PolyVector scratch(alpha * n);
     fast_convert(ctx.mod_up_table(j, hi - lo), ctx.key_moduli(), in_rows, to, out_rows, n, scratch,
                  true);
-    for (std::size_t t = 0; t < to.size(); ++t) {
-      ntt_forward(std::span<std::uint64_t>(out_rows[t], n), ctx.ntt(to[t]));
+    for (std::size_t r = 0; r < to.size(); ++r) {
+      ntt_forward(std::span<std::uint64_t>(out_rows[r], n), ctx.ntt(to[r]));
     }
-  }
+  });
   return out;
 }
 
 void inner_product(const CkksContext& ctx, int level, std::span<const std::uint64_t> decomposed,
                    const KeySwitchKey& key, std::span<const std::uint32_t> perm,
-                   std::span<std::uint64_t> acc0, std::span<std::uint64_t> acc1) {
+                   std::span<std::uint64_t> acc0, std::span<std::uint64_t> acc1, ThreadPool* pool) {
   const std::size_t n = ctx.n();
   const auto l1 = static_cast<std::size_t>(level + 1);
   const std::size_t rows = l1 + ctx.special_size();
@@ -64,7 +85,7 @@ void inner_product(const CkksContext& ctx, int level, std::span<const std::uint6
   }
   // Each product is below 2^120 and there are at most 64 digits, so the sums
   // are exact in 128 bits and reduced once per coefficient.
-  for (std::size_t r = 0; r < rows; ++r) {
+  for_each_task(pool, rows, [&](std::size_t r) {
     const std::size_t ki = extended_key_index(ctx, level, r);
     const Modulus& q = ctx.modulus(ki);
     std::uint64_t* o0 = acc0.data() + r * n;
@@ -73,7 +94,7 @@ void inner_product(const CkksContext& ctx, int level, std::span<const std::uint6
       const std::span<const std::uint64_t> x = decomposed.subspan(r * n, n);
       mul_mod(x, key.b_row(0, ki), q, {o0, n});
       mul_mod(x, key.a_row(0, ki), q, {o1, n});
-      continue;
+      return;
     }
     constexpr std::size_t kBlock = 256;
     u128 s0[kBlock], s1[kBlock];
@@ -105,55 +126,62 @@ void inner_product(const CkksContext& ctx, int level, std::span<const std::uint6
         o1[c0 + c] = barrett_reduce_128(s1[c], q);
       }
     }
-  }
+  });
 }
 
-void mod_down(const CkksContext& ctx, int level, std::span<std::uint64_t> in,
-              std::span<std::uint64_t> out) {
+void mod_down(const CkksContext& ctx, int level, std::span<const std::span<std::uint64_t>> ins,
+              std::span<const std::span<std::uint64_t>> outs, ThreadPool* pool) {
   const std::size_t n = ctx.n();
   const auto l1 = static_cast<std::size_t>(level + 1);
   const std::size_t k = ctx.special_size();
-  if (in.size() != (l1 + k) * n || out.size() != l1 * n) {
-    throw_error(ErrorCategory::kInternal, "mod_down: sizes");
+  const std::size_t polys = ins.size();
+  if (outs.size() != polys) throw_error(ErrorCategory::kInternal, "mod_down: counts");
+  for (std::size_t p = 0; p < polys; ++p) {
+    if (ins[p].size() != (l1 + k) * n || outs[p].size() != l1 * n) {
+      throw_error(ErrorCategory::kInternal, "mod_down: sizes");
+    }
   }
   // The centred [c]_P in (-P/2, P/2], lifted exactly to each q_i: then
   // (c - [c]_P) / P = round(c / P).
-  std::vector<const std::uint64_t*> p_rows(k);
-  for (std::size_t j = 0; j < k; ++j) {
-    std::span<std::uint64_t> row = in.subspan((l1 + j) * n, n);
-    ntt_inverse(row, ctx.ntt(ctx.special_index(j)));
-    p_rows[j] = row.data();
-  }
-  PolyVector conv(l1 * n);
-  std::vector<std::size_t> to(l1);
-  std::vector<std::uint64_t*> out_rows(l1);
-  for (std::size_t i = 0; i < l1; ++i) {
-    to[i] = i;
-    out_rows[i] = conv.data() + i * n;
-  }
-  PolyVector scratch(k * n);
-  fast_convert(ctx.mod_down_table(), ctx.key_moduli(), p_rows, to, out_rows, n, scratch, true);
-  for (std::size_t i = 0; i < l1; ++i) {
+  for_each_task(pool, polys * k, [&](std::size_t task) {
+    const std::size_t p = task / k, j = task % k;
+    ntt_inverse(ins[p].subspan((l1 + j) * n, n), ctx.ntt(ctx.special_index(j)));
+  });
+  for_each_task(pool, polys * l1, [&](std::size_t task) {
+    const std::size_t p = task / l1, i = task % l1;
+    std::vector<const std::uint64_t*> p_rows(k);
+    for (std::size_t j = 0; j < k; ++j) p_rows[j] = ins[p].data() + (l1 + j) * n;
+    PolyVector conv(n), scratch(k * n);
+    std::uint64_t* conv_row[1] = {conv.data()};
+    const std::size_t to[1] = {i};
+    fast_convert(ctx.mod_down_table(), ctx.key_moduli(), p_rows, to, conv_row, n, scratch, true);
     const Modulus& q = ctx.modulus(i);
-    std::span<std::uint64_t> t(out_rows[i], n);
-    ntt_forward(t, ctx.ntt(i));
+    ntt_forward(conv, ctx.ntt(i));
     // (c - t) * P^-1.
-    std::span<std::uint64_t> o = out.subspan(i * n, n);
-    sub_mod(in.subspan(i * n, n), t, q, o);
+    std::span<std::uint64_t> o = outs[p].subspan(i * n, n);
+    sub_mod(ins[p].subspan(i * n, n), conv, q, o);
     mul_scalar_mod(o, ctx.inv_p(i), q, o);
-  }
+  });
+}
+
+void mod_down(const CkksContext& ctx, int level, std::span<std::uint64_t> in,
+              std::span<std::uint64_t> out, ThreadPool* pool) {
+  const std::span<std::uint64_t> ins[1] = {in};
+  const std::span<std::uint64_t> outs[1] = {out};
+  mod_down(ctx, level, ins, outs, pool);
 }
 
 void switch_key(const CkksContext& ctx, int level, std::span<const std::uint64_t> d,
                 const KeySwitchKey& key, std::span<std::uint64_t> out0,
-                std::span<std::uint64_t> out1) {
+                std::span<std::uint64_t> out1, ThreadPool* pool) {
   const std::size_t n = ctx.n();
   const std::size_t rows = static_cast<std::size_t>(level + 1) + ctx.special_size();
-  const PolyVector dec = decompose(ctx, level, d);
+  const PolyVector dec = decompose(ctx, level, d, pool);
   PolyVector acc0(rows * n), acc1(rows * n);
-  inner_product(ctx, level, dec, key, {}, acc0, acc1);
-  mod_down(ctx, level, acc0, out0);
-  mod_down(ctx, level, acc1, out1);
+  inner_product(ctx, level, dec, key, {}, acc0, acc1, pool);
+  const std::span<std::uint64_t> ins[2] = {acc0, acc1};
+  const std::span<std::uint64_t> outs[2] = {out0, out1};
+  mod_down(ctx, level, ins, outs, pool);
 }
 
 }  // namespace blindfold::he
