@@ -21,6 +21,10 @@
 
 namespace blindfold::he {
 
+class CkksContext;
+class Ciphertext;
+Ciphertext load_ciphertext(const CkksContext& ctx, std::span<const std::uint8_t> bytes);
+
 class Plaintext {
  public:
   Plaintext() = default;
@@ -100,11 +104,12 @@ class Ciphertext {
     return {data_.data() + (k * primes() + i) * n_, n_};
   }
 
-  /// A symmetric encryption's c1 is uniform, expanded from a seed (he/keys.h,
-  /// expand_uniform): while c1 is untouched, the seed may be stored instead of
-  /// c1 (a half-size ciphertext).
+  /// A symmetric encryption's c1 is uniform, expanded from a seed
+  /// (he/sampling.h, expand_uniform): while c1 is untouched, the seed may be
+  /// stored instead of c1 (a half-size ciphertext). Only the encryptor, the
+  /// evaluator (for operations that leave c1 alone) and the loader set it,
+  /// so a seed always matches its c1.
   const std::optional<Seed>& seed() const noexcept { return seed_; }
-  void set_seed(const Seed& seed) { seed_ = seed; }
 
   /// Drops the top primes of every polynomial, down to `level`.
   void drop_to_level(int level);
@@ -112,6 +117,11 @@ class Ciphertext {
   void resize(std::size_t size);
 
  private:
+  friend class Encryptor;
+  friend class Evaluator;
+  friend Ciphertext load_ciphertext(const CkksContext& ctx, std::span<const std::uint8_t> bytes);
+  void set_seed(const Seed& seed) { seed_ = seed; }
+
   std::uint64_t context_id_ = 0;
   std::size_t n_ = 0;
   int level_ = -1;

@@ -28,6 +28,14 @@ void add_scalar_mod(std::span<std::uint64_t> v, std::uint64_t s, const Modulus& 
   }
 }
 
+void check_switch_key(const CkksContext& ctx, const KeySwitchKey& k, const char* what) {
+  const std::size_t words = ctx.dnum() * ctx.key_size() * ctx.n();
+  if (k.context_id != ctx.id() || k.n != ctx.n() || k.key_size != ctx.key_size() ||
+      k.dnum != ctx.dnum() || k.b.size() != words || k.a.size() != words) {
+    bad(std::string(what) + " of another context or malformed");
+  }
+}
+
 }  // namespace
 
 Evaluator::Evaluator(std::shared_ptr<const CkksContext> context, ThreadPool* pool)
@@ -167,6 +175,9 @@ Ciphertext Evaluator::add_scalar(const Ciphertext& a, double value) const {
 
 void Evaluator::multiply_plain_inplace(Ciphertext& a, const Plaintext& p) const {
   check_same(a, p);
+  if (std::log2(a.scale() * p.scale()) >= context_->chain_base(a.level()).product_bits() - 1) {
+    bad("the product's scale does not fit the modulus at level " + std::to_string(a.level()));
+  }
   for (std::size_t k = 0; k < a.size(); ++k) {
     for (std::size_t i = 0; i < a.primes(); ++i) {
       std::span<std::uint64_t> x = a.mutable_row(k, i);
@@ -243,7 +254,7 @@ Ciphertext Evaluator::square(const Ciphertext& a) const {
 
 void Evaluator::relinearize_inplace(Ciphertext& a, const RelinKeys& keys) const {
   check(a);
-  if (keys.key.context_id != context_->id()) bad("relinearization key of another context");
+  check_switch_key(*context_, keys.key, "relinearization key");
   if (a.size() == 2) return;
   if (a.size() != 3) bad("relinearize takes a size-3 ciphertext");
   const std::size_t len = a.primes() * context_->n();
@@ -351,7 +362,13 @@ std::vector<Ciphertext> Evaluator::galois_hoisted(const Ciphertext& a,
   const int l = a.level();
   const std::size_t rows = a.primes() + ctx.special_size();
   std::vector<const GaloisKeys::Entry*> entries;
-  for (std::uint64_t g : elements) entries.push_back(g == 1 ? nullptr : &keys.at(g));
+  for (std::uint64_t g : elements) {
+    entries.push_back(g == 1 ? nullptr : &keys.at(g));
+    if (entries.back()) {
+      check_switch_key(ctx, entries.back()->key, "Galois key");
+      if (entries.back()->perm.size() != n) bad("Galois key without its permutation");
+    }
+  }
 
   PolyVector dec;
   for (const auto* e : entries) {
