@@ -199,6 +199,10 @@ Ciphertext Evaluator::multiply_scalar(const Ciphertext& a, double value, double 
     bad("scalar and scale must be finite, the scale positive");
   }
   const double v = std::nearbyint(value * scale);
+  const int log_q = context_->chain_base(a.level()).product_bits();
+  if (std::log2(std::fabs(v) + 1) >= log_q - 1 || std::log2(a.scale() * scale) >= log_q - 1) {
+    bad("scalar or scale too large for the modulus at level " + std::to_string(a.level()));
+  }
   Ciphertext r = a;
   for (std::size_t i = 0; i < r.primes(); ++i) {
     const Modulus& q = context_->modulus(i);

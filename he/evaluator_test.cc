@@ -309,6 +309,10 @@ TEST(Evaluator, RefusesMismatchedOperands) {
   // Scale 2^120 does not fit 60 + 40 bits at level 1.
   const Ciphertext hi = f.encrypt(x, 1, std::exp2(60));
   EXPECT_EQ(category([&] { f.eval.multiply(hi, hi); }), ErrorCategory::kBadInput);
+  EXPECT_EQ(category([&] { f.eval.multiply_scalar(hi, 1.0, std::exp2(60)); }),
+            ErrorCategory::kBadInput);
+  EXPECT_EQ(category([&] { f.eval.multiply_scalar(top, 1.0e30, std::exp2(40)); }),
+            ErrorCategory::kBadInput);
   // Objects and keys of another context.
   Fixture& g = fixture(Set::kN16384);
   const Ciphertext foreign = g.encrypt(random_slots(g.encoder.slots(), 13));
