@@ -212,12 +212,19 @@ struct Bench {
   Ciphertext a, b;
 };
 
-Bench& bench(int n) {
+// The set by id: 8192 and 16384 are the sets; kHybrid16384 is
+// N=16384 {60,40x6} with two special primes (digits of two primes, dnum=4:
+// hybrid key switching proper, 420 bits <= 438).
+constexpr int kHybrid16384 = 16385;
+
+Bench& bench(int id) {
   static std::map<int, std::unique_ptr<Bench>> all;
-  auto& b = all[n];
+  auto& b = all[id];
   if (!b) {
-    b = std::make_unique<Bench>(n == 8192 ? CkksParameters::n8192_default()
-                                          : CkksParameters::n16384_default());
+    CkksParameters p =
+        id == 8192 ? CkksParameters::n8192_default() : CkksParameters::n16384_default();
+    if (id == kHybrid16384) p.special_primes = 2;
+    b = std::make_unique<Bench>(p);
   }
   return *b;
 }
@@ -344,6 +351,9 @@ void BM_ckks_2threads_rotate_1(benchmark::State& s, int n) {
 #define BF_CKKS(fn)                                                               \
   BENCHMARK_CAPTURE(fn, N8192_60_40_40_p60, 8192)->Unit(benchmark::kMicrosecond); \
   BENCHMARK_CAPTURE(fn, N16384_60_40x6_p60, 16384)->Unit(benchmark::kMicrosecond)
+// Key switching with two special primes (hybrid, dnum = 4).
+#define BF_CKKS_HYBRID(fn) \
+  BENCHMARK_CAPTURE(fn, N16384_60_40x6_p60x2, kHybrid16384)->Unit(benchmark::kMicrosecond)
 
 BF_CKKS(BM_ckks_encode);
 BF_CKKS(BM_ckks_decode);
@@ -362,6 +372,12 @@ BF_CKKS(BM_ckks_keygen_secret_public);
 BF_CKKS(BM_ckks_keygen_relin);
 BF_CKKS(BM_ckks_keygen_galois_1);
 BF_CKKS(BM_ckks_serialized_sizes);
+BF_CKKS_HYBRID(BM_ckks_encrypt_pk);
+BF_CKKS_HYBRID(BM_ckks_relinearize);
+BF_CKKS_HYBRID(BM_ckks_mul_relin_rescale);
+BF_CKKS_HYBRID(BM_ckks_rotate_1);
+BF_CKKS_HYBRID(BM_ckks_keygen_relin);
+BF_CKKS_HYBRID(BM_ckks_serialized_sizes);
 // Wall-clock time: the CPU time of the calling thread alone would flatter.
 #define BF_CKKS_MT(fn)                                                                           \
   BENCHMARK_CAPTURE(fn, N8192_60_40_40_p60, 8192)->Unit(benchmark::kMicrosecond)->UseRealTime(); \

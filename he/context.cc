@@ -91,13 +91,40 @@ ConversionTable make_conversion_table(std::span<const Modulus> moduli,
   return t;
 }
 
-void fast_convert(const ConversionTable& table, std::span<const Modulus> moduli,
-                  std::span<const std::uint64_t* const> in, std::span<const std::size_t> to,
-                  std::span<std::uint64_t* const> out, std::size_t n,
-                  std::span<std::uint64_t> scratch, bool centred) {
+void fast_convert_prepare(const ConversionTable& table, std::span<const Modulus> moduli,
+                          std::span<const std::uint64_t* const> in, std::size_t n,
+                          std::span<std::uint64_t> scratch, bool centred) {
   const std::size_t k = table.from.size();
-  if (in.size() != k || out.size() != to.size() || scratch.size() < k * n) {
-    throw_error(ErrorCategory::kInternal, "fast_convert: inconsistent sizes");
+  if (in.size() != k || scratch.size() < (k + 1) * n) {
+    throw_error(ErrorCategory::kInternal, "fast_convert_prepare: inconsistent sizes");
+  }
+  if (k == 1) return;  // nothing to prepare: (S/s_0) = 1
+  // y_i = [x_i * (S/s_i)^-1]_{s_i}, one Shoup product per coefficient.
+  for (std::size_t i = 0; i < k; ++i) {
+    mul_scalar_mod({in[i], n}, table.inv_punctured[i], moduli[table.from[i]],
+                   scratch.subspan(i * n, n));
+  }
+  // e = round(sum_i y_i / s_i): sum_i y_i (S/s_i) = x + floor(sum_i y_i / s_i) S
+  // exactly, so subtracting round(.) S leaves the centred x'.
+  if (centred) {
+    std::uint64_t* e = scratch.data() + k * n;
+    for (std::size_t c = 0; c < n; ++c) {
+      double v = 0;
+      for (std::size_t i = 0; i < k; ++i) {
+        v += static_cast<double>(scratch[i * n + c]) * table.inv_from[i];
+      }
+      e[c] = static_cast<std::uint64_t>(v + 0.5);
+    }
+  }
+}
+
+void fast_convert_finish(const ConversionTable& table, std::span<const Modulus> moduli,
+                         std::span<const std::uint64_t* const> in, std::span<const std::size_t> to,
+                         std::span<std::uint64_t* const> out, std::size_t n,
+                         std::span<const std::uint64_t> scratch, bool centred) {
+  const std::size_t k = table.from.size();
+  if (in.size() != k || out.size() != to.size() || scratch.size() < (k + 1) * n) {
+    throw_error(ErrorCategory::kInternal, "fast_convert_finish: inconsistent sizes");
   }
   if (k == 1) {
     // One source prime s: (S/s) = 1, so the conversion is x mod t, or for
@@ -124,26 +151,9 @@ void fast_convert(const ConversionTable& table, std::span<const Modulus> moduli,
     }
     return;
   }
-  // y_i = [x_i * (S/s_i)^-1]_{s_i}, one Shoup product per coefficient.
-  for (std::size_t i = 0; i < k; ++i) {
-    mul_scalar_mod({in[i], n}, table.inv_punctured[i], moduli[table.from[i]],
-                   scratch.subspan(i * n, n));
-  }
-  // e = round(sum_i y_i / s_i): sum_i y_i (S/s_i) = x + floor(sum_i y_i / s_i) S
-  // exactly, so subtracting round(.) S leaves the centred x'.
-  std::vector<std::uint64_t> e;
-  if (centred) {
-    e.resize(n);
-    for (std::size_t c = 0; c < n; ++c) {
-      double v = 0;
-      for (std::size_t i = 0; i < k; ++i) {
-        v += static_cast<double>(scratch[i * n + c]) * table.inv_from[i];
-      }
-      e[c] = static_cast<std::uint64_t>(v + 0.5);
-    }
-  }
   // x'_t = sum_i y_i * [(S/s_i) mod t] (+ e * (-S mod t)), exactly in 128
   // bits (at most 65 products below 2^122) and reduced once.
+  const std::uint64_t* e = scratch.data() + k * n;
   for (std::size_t r = 0; r < to.size(); ++r) {
     const Modulus& t = moduli[to[r]];
     const std::uint64_t* row = table.matrix.data() + to[r] * k;
@@ -155,6 +165,14 @@ void fast_convert(const ConversionTable& table, std::span<const Modulus> moduli,
       dst[c] = barrett_reduce_128(acc, t);
     }
   }
+}
+
+void fast_convert(const ConversionTable& table, std::span<const Modulus> moduli,
+                  std::span<const std::uint64_t* const> in, std::span<const std::size_t> to,
+                  std::span<std::uint64_t* const> out, std::size_t n,
+                  std::span<std::uint64_t> scratch, bool centred) {
+  fast_convert_prepare(table, moduli, in, n, scratch, centred);
+  fast_convert_finish(table, moduli, in, to, out, n, scratch, centred);
 }
 
 std::shared_ptr<const CkksContext> CkksContext::create(const CkksParameters& params) {

@@ -145,7 +145,8 @@ ConversionTable make_conversion_table(std::span<const Modulus> moduli,
 /// Fast base conversion of one polynomial: `in` holds |from| rows of n
 /// coefficients (row i reduced mod moduli[from[i]], coefficient form); for
 /// each key index t in `to`, out row r = the conversion to moduli[to[r]], in
-/// [0, t). `out` must not overlap `in`; `scratch` needs |from| * n words.
+/// [0, t). `out` must not overlap `in`; `scratch` needs (|from| + 1) * n
+/// words.
 ///  - centred = false: the plain FastBConv, x + e * S mod t for an integer e
 ///    in [0, |S|) (Bajard et al. 2016);
 ///  - centred = true: the centred lift x' in (-S/2, S/2] (x' = x mod S),
@@ -159,5 +160,15 @@ void fast_convert(const ConversionTable& table, std::span<const Modulus> moduli,
                   std::span<const std::uint64_t* const> in, std::span<const std::size_t> to,
                   std::span<std::uint64_t* const> out, std::size_t n,
                   std::span<std::uint64_t> scratch, bool centred);
+/// fast_convert in two steps, so that several threads can share the first:
+/// prepare writes the per-source values y_i (and e) to `scratch`; finish
+/// converts to the moduli of `to` from them (and from `in`).
+void fast_convert_prepare(const ConversionTable& table, std::span<const Modulus> moduli,
+                          std::span<const std::uint64_t* const> in, std::size_t n,
+                          std::span<std::uint64_t> scratch, bool centred);
+void fast_convert_finish(const ConversionTable& table, std::span<const Modulus> moduli,
+                         std::span<const std::uint64_t* const> in, std::span<const std::size_t> to,
+                         std::span<std::uint64_t* const> out, std::size_t n,
+                         std::span<const std::uint64_t> scratch, bool centred);
 
 }  // namespace blindfold::he

@@ -198,7 +198,7 @@ TEST(CkksContext, FastConversionMatchesDefinition) {
     std::vector<std::vector<std::uint64_t>> outs(to.size(), std::vector<std::uint64_t>(n));
     std::vector<std::uint64_t*> out;
     for (auto& o : outs) out.push_back(o.data());
-    std::vector<std::uint64_t> scratch(count * n);
+    std::vector<std::uint64_t> scratch((count + 1) * n);
     fast_convert(table, moduli, in, to, out, n, scratch, false);
     for (std::size_t c = 0; c < n; ++c) {
       std::vector<std::uint64_t> res(count), x(count);
@@ -289,7 +289,7 @@ TEST(CkksContext, CentredConversionIsExact) {
     std::vector<std::vector<std::uint64_t>> outs(to.size(), std::vector<std::uint64_t>(n));
     std::vector<std::uint64_t*> out;
     for (auto& o : outs) out.push_back(o.data());
-    std::vector<std::uint64_t> scratch(count * n);
+    std::vector<std::uint64_t> scratch((count + 1) * n);
     fast_convert(table, moduli, in, to, out, n, scratch, true);
     for (std::size_t c = 0; c < n; ++c) {
       for (std::size_t r = 0; r < to.size(); ++r) {

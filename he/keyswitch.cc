@@ -37,8 +37,26 @@ PolyVector decompose(const CkksContext& ctx, int level, std::span<const std::uin
     ntt_inverse(std::span<std::uint64_t>(coeff.data() + i * n, n), ctx.ntt(i));
   });
   PolyVector out(digits * rows * n);
-  // Tasks: each digit's target rows split into `parts` slices, so that two
-  // threads stay busy even with few digits.
+  // Per digit, the conversion's per-source values (y_i, e), then tasks: each
+  // digit's target rows split into `parts` slices, so that two threads stay
+  // busy even with few digits.
+  PolyVector prepared(digits * (alpha + 1) * n);
+  auto digit_rows = [&](std::size_t j) {
+    std::vector<const std::uint64_t*> in_rows;
+    const std::size_t lo = j * alpha, hi = std::min(lo + alpha, l1);
+    for (std::size_t i = lo; i < hi; ++i) in_rows.push_back(coeff.data() + i * n);
+    return in_rows;
+  };
+  auto digit_scratch = [&](std::size_t j) {
+    return std::span<std::uint64_t>(prepared.data() + j * (alpha + 1) * n, (alpha + 1) * n);
+  };
+  if (alpha > 1) {
+    for_each_task(pool, digits, [&](std::size_t j) {
+      const std::size_t lo = j * alpha, hi = std::min(lo + alpha, l1);
+      fast_convert_prepare(ctx.mod_up_table(j, hi - lo), ctx.key_moduli(), digit_rows(j), n,
+                           digit_scratch(j), true);
+    });
+  }
   const std::size_t parts = pool ? std::max<std::size_t>(1, pool->size()) : 1;
   for_each_task(pool, digits * parts, [&](std::size_t task) {
     const std::size_t j = task / parts, part = task % parts;
@@ -60,11 +78,8 @@ PolyVector decompose(const CkksContext& ctx, int level, std::span<const std::uin
       out_rows.push_back(block + r * n);
     }
     if (to.empty()) return;
-    std::vector<const std::uint64_t*> in_rows;
-    for (std::size_t i = lo; i < hi; ++i) in_rows.push_back(coeff.data() + i * n);
-    PolyVector scratch(alpha * n);
-    fast_convert(ctx.mod_up_table(j, hi - lo), ctx.key_moduli(), in_rows, to, out_rows, n, scratch,
-                 true);
+    fast_convert_finish(ctx.mod_up_table(j, hi - lo), ctx.key_moduli(), digit_rows(j), to, out_rows,
+                        n, digit_scratch(j), true);
     for (std::size_t r = 0; r < to.size(); ++r) {
       ntt_forward(std::span<std::uint64_t>(out_rows[r], n), ctx.ntt(to[r]));
     }
@@ -147,14 +162,27 @@ void mod_down(const CkksContext& ctx, int level, std::span<const std::span<std::
     const std::size_t p = task / k, j = task % k;
     ntt_inverse(ins[p].subspan((l1 + j) * n, n), ctx.ntt(ctx.special_index(j)));
   });
+  auto p_rows = [&](std::size_t p) {
+    std::vector<const std::uint64_t*> rows(k);
+    for (std::size_t j = 0; j < k; ++j) rows[j] = ins[p].data() + (l1 + j) * n;
+    return rows;
+  };
+  PolyVector prepared(polys * (k + 1) * n);
+  auto scratch = [&](std::size_t p) {
+    return std::span<std::uint64_t>(prepared.data() + p * (k + 1) * n, (k + 1) * n);
+  };
+  if (k > 1) {
+    for_each_task(pool, polys, [&](std::size_t p) {
+      fast_convert_prepare(ctx.mod_down_table(), ctx.key_moduli(), p_rows(p), n, scratch(p), true);
+    });
+  }
   for_each_task(pool, polys * l1, [&](std::size_t task) {
     const std::size_t p = task / l1, i = task % l1;
-    std::vector<const std::uint64_t*> p_rows(k);
-    for (std::size_t j = 0; j < k; ++j) p_rows[j] = ins[p].data() + (l1 + j) * n;
-    PolyVector conv(n), scratch(k * n);
+    PolyVector conv(n);
     std::uint64_t* conv_row[1] = {conv.data()};
     const std::size_t to[1] = {i};
-    fast_convert(ctx.mod_down_table(), ctx.key_moduli(), p_rows, to, conv_row, n, scratch, true);
+    fast_convert_finish(ctx.mod_down_table(), ctx.key_moduli(), p_rows(p), to, conv_row, n,
+                        scratch(p), true);
     const Modulus& q = ctx.modulus(i);
     ntt_forward(conv, ctx.ntt(i));
     // (c - t) * P^-1.
