@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -327,39 +328,55 @@ Mesh connect_mesh(const MeshConfig& config, int my_id, const MeshOptions& option
   for (int i = 0; i < my_id; ++i) {
     const PartyConfig& peer = config.parties[static_cast<std::size_t>(i)];
     const std::string who = label(config, i);
-    try {
-      Socket s = tcp_connect(peer.host, peer.port, deadline);
-      std::unique_ptr<Channel> ch;
-      if (tls) {
-        ch = std::make_unique<TlsChannel>(*ctx, std::move(s), TlsRole::kClient, deadline, who,
-                                          peer.name);
-      } else {
-        ch = std::make_unique<TcpChannel>(std::move(s));
+    // A connection that is closed before the hello answer (a proxy whose
+    // upstream is not listening yet, as in the test bed) is retried until
+    // the deadline; refusals and certificate failures are not.
+    for (;;) {
+      try {
+        Socket s = tcp_connect(peer.host, peer.port, deadline);
+        std::unique_ptr<Channel> ch;
+        if (tls) {
+          ch = std::make_unique<TlsChannel>(*ctx, std::move(s), TlsRole::kClient, deadline, who,
+                                            peer.name);
+        } else {
+          ch = std::make_unique<TcpChannel>(std::move(s));
+        }
+        ch->set_peer_name(who);
+        ch->set_timeout(until(deadline));
+        ch->set_max_message_bytes(kHelloLimit);
+        ch->send("hello", encode_hello(my_id, n));
+        const Bytes reply = ch->recv("hello");
+        const auto h = decode_hello(reply);
+        if (!h || reply.size() < kHelloBytes + 1 || reply.size() > kMaxReplyBytes) {
+          throw Error(ErrorCategory::kBadMessage, "malformed hello reply");
+        }
+        if (reply[kHelloBytes] != 0) {
+          throw Error(ErrorCategory::kPeerFailure,
+                      "refused our connection: " + printable(reply.data() + kHelloBytes + 1,
+                                                             reply.size() - kHelloBytes - 1));
+        }
+        if (h->id != static_cast<std::uint32_t>(i) || h->n != static_cast<std::uint32_t>(n)) {
+          throw Error(ErrorCategory::kBadMessage, "answered as party " + std::to_string(h->id) +
+                                                      " of " + std::to_string(h->n) +
+                                                      " (configurations differ?)");
+        }
+        ch->set_max_message_bytes(kDefaultMaxMessageBytes);
+        ch->set_timeout(options.timeout);
+        mesh.peers[static_cast<std::size_t>(i)] = std::move(ch);
+        break;
+      } catch (const Error& e) {
+        const std::string what = e.what();
+        const bool transient = e.category() == ErrorCategory::kPeerFailure &&
+                               what.find("refused our connection") == std::string::npos &&
+                               what.find("certificate") == std::string::npos &&
+                               what.find("verify") == std::string::npos &&
+                               Clock::now() + std::chrono::milliseconds(50) < deadline;
+        if (transient) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          continue;
+        }
+        rethrow_with(e, self + ": connecting to " + who + " at " + host_port(peer.host, peer.port));
       }
-      ch->set_peer_name(who);
-      ch->set_timeout(until(deadline));
-      ch->set_max_message_bytes(kHelloLimit);
-      ch->send("hello", encode_hello(my_id, n));
-      const Bytes reply = ch->recv("hello");
-      const auto h = decode_hello(reply);
-      if (!h || reply.size() < kHelloBytes + 1 || reply.size() > kMaxReplyBytes) {
-        throw Error(ErrorCategory::kBadMessage, "malformed hello reply");
-      }
-      if (reply[kHelloBytes] != 0) {
-        throw Error(ErrorCategory::kPeerFailure,
-                    "refused our connection: " +
-                        printable(reply.data() + kHelloBytes + 1, reply.size() - kHelloBytes - 1));
-      }
-      if (h->id != static_cast<std::uint32_t>(i) || h->n != static_cast<std::uint32_t>(n)) {
-        throw Error(ErrorCategory::kBadMessage, "answered as party " + std::to_string(h->id) +
-                                                    " of " + std::to_string(h->n) +
-                                                    " (configurations differ?)");
-      }
-      ch->set_max_message_bytes(kDefaultMaxMessageBytes);
-      ch->set_timeout(options.timeout);
-      mesh.peers[static_cast<std::size_t>(i)] = std::move(ch);
-    } catch (const Error& e) {
-      rethrow_with(e, self + ": connecting to " + who + " at " + host_port(peer.host, peer.port));
     }
   }
 
