@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "net/certs.h"
 #include "net/proxy.h"
+#include "net/test_util.h"
 
 using namespace blindfold;
 using namespace blindfold::net;
@@ -27,19 +28,8 @@ using nlohmann::json;
 
 namespace {
 
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error thrown";
-  return Error(ErrorCategory::kInternal, "none");
-}
-
-bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
+using testing_util::contains;
+using testing_util::error_of;
 
 const std::vector<std::string> kNames = {"client", "server", "helper"};
 

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "net/certs.h"
 #include "net/memory.h"
+#include "net/test_util.h"
 #include "net/tls.h"
 
 using namespace blindfold;
@@ -42,19 +43,8 @@ Bytes random_bytes(std::size_t n, unsigned seed) {
 }
 
 // Runs f, returns the Error it throws (fails the test when it throws none).
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error thrown";
-  return Error(ErrorCategory::kInternal, "none");
-}
-
-bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
+using testing_util::contains;
+using testing_util::error_of;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();

@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "net/certs.h"
 #include "net/tcp.h"
+#include "net/test_util.h"
 
 using namespace blindfold;
 using namespace blindfold::net;
@@ -32,19 +33,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error thrown";
-  return Error(ErrorCategory::kInternal, "none");
-}
-
-bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
+using testing_util::contains;
+using testing_util::error_of;
 
 // Two independent test PKIs with the same party names.
 class Tls : public ::testing::Test {
