@@ -1,0 +1,79 @@
+// mpc3: three-party replicated secret sharing over Z_2^64, honest majority,
+// semi-honest, no dealer (Araki, Furukawa, Lindell, Nof, Ohara, "High-
+// Throughput Semi-Honest Secure Three-Party Computation with an Honest
+// Majority", CCS 2016; Mohassel and Rindal, "ABY3", CCS 2018).
+//
+// Party i holds (x_i, x_{i+1}) of x = x_0 + x_1 + x_2 (indices mod 3).
+// Parties: 0 = server (weights), 1 = client (input, output), 2 = helper (a
+// third computing party; with honest majority, any single party's view is
+// independent of the others' secrets).
+//
+// Pairwise seeds: at connection party i samples k_i (os_random) and sends it
+// to party i-1, so party i holds k_i and k_{i+1}. Call number c's zero
+// sharing is alpha_i = F(k_i, c) - F(k_{i+1}, c) (AES-CTR streams of
+// core/random), so sum alpha_i = 0 and party i alone knows alpha_i.
+//
+// Protocols:
+//  - input (client) / register_weights (server): the owner draws two shares
+//    from the seeds it shares with the holders and sends the third share to
+//    the two parties that hold it.
+//  - mul, matmul, mul_weights: local cross products
+//    z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + alpha_i, then party i sends
+//    z_i to party i-1 (one round, one element per output per party).
+//  - trunc: ABY3 Pi_trunc1 (Sec. 5.1.1): parties 0 and 1 truncate the 2-out-
+//    of-2 sharing (x_0, x_1 + x_2) locally and reshare; one message from
+//    party 1 to party 0. Error as SecureML: at most 1 in the last place,
+//    except with probability 2^(l+1-64) for |x| < 2^l.
+//  - relu/drelu: MSB by bit decomposition: boolean sharings of x_0, x_1, x_2
+//    (local), a 3-to-2 carry-save adder (1 round), generate/propagate
+//    (1 round) and a Kogge-Stone carry into bit 63 (6 rounds), then the bit
+//    is lifted to Z_2^64 and multiplied by x (2 rounds). 10 rounds.
+//  - reveal_to_client: party 0 sends x_0 to the client.
+#pragma once
+
+#include <cstdint>
+
+#include "core/random.h"
+#include "mpc/protocol.h"
+#include "net/channel.h"
+
+namespace blindfold::mpc {
+
+struct Mpc3Options {
+  int frac_bits = 12;
+};
+
+class Mpc3Party final : public Protocol {
+ public:
+  /// `next`: channel to party (party+1)%3; `prev`: to party (party+2)%3.
+  /// Exchanges the pairwise seeds (blocks until the peers answer). The
+  /// channels must outlive the object.
+  Mpc3Party(int party, net::Channel& next, net::Channel& prev, Mpc3Options options = {});
+  ~Mpc3Party() override;
+
+  std::string name() const override { return "mpc3"; }
+  int party() const override { return party_; }
+  int frac_bits() const override { return options_.frac_bits; }
+
+  int register_weights(std::span<const u64> w, std::size_t n) override;
+  Shared input(std::span<const u64> x, std::size_t n) override;
+  void add_public(Shared& x, std::span<const u64> c) override;
+  Shared add_weights(int w, const Shared& x, std::span<const std::uint32_t> idx) override;
+  Shared mul_weights(int w, const Shared& x, std::span<const std::uint32_t> idx) override;
+  Shared matmul(int w, const Shared& x, std::size_t m, std::size_t k, std::size_t n) override;
+  Shared mul(const Shared& x, const Shared& y) override;
+  void trunc(Shared& x, int bits) override;
+  void relu(const Shared& x, Shared* drelu, Shared* relu) override;
+  std::vector<u64> reveal_to_client(const Shared& x) override;
+
+ private:
+  int party_;
+  net::Channel& next_;
+  net::Channel& prev_;
+  Mpc3Options options_;
+  Seed k_self_{}, k_next_{};
+  std::uint64_t calls_ = 0;  // counter for the zero-sharing and seed streams
+  std::vector<Shared> weights_;
+};
+
+}  // namespace blindfold::mpc
