@@ -36,6 +36,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -47,7 +48,33 @@ namespace blindfold::mpc::fss {
 /// A 128-bit PRG seed / group element of G = Z_2^64 x Z_2^64.
 struct Block {
   u64 lo = 0, hi = 0;
+  friend bool operator==(const Block&, const Block&) = default;
 };
+
+namespace detail {
+/// OPENSSL_cleanse(p, n).
+void wipe(void* p, std::size_t n) noexcept;
+/// An allocator that wipes memory before freeing it (reallocation too), for
+/// vectors of secret key material.
+template <class T>
+struct WipingAllocator {
+  using value_type = T;
+  WipingAllocator() = default;
+  template <class U>
+  WipingAllocator(const WipingAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return std::allocator<T>().allocate(n); }
+  void deallocate(T* p, std::size_t n) noexcept {
+    wipe(p, n * sizeof(T));
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const WipingAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+template <class T>
+using SecretVector = std::vector<T, WipingAllocator<T>>;
+}  // namespace detail
 
 // ---- the DCF itself (exposed for tests and other gates) ------------------
 
@@ -63,6 +90,11 @@ struct DcfCorrections {
   std::vector<Block> final_cw;  // [count]
 
   /// Serialized size in bytes for (bits, count); t bits packed 4 per byte.
+  /// Layout (no header: bits and count are known to both sides): seed_cw,
+  /// then value_cw (16 bytes per block: lo then hi, each u64 little-endian),
+  /// then the t bits (entry k of t_cw in bits 2(k%4), 2(k%4)+1 of byte k/4;
+  /// unused bits of the last byte zero), then final_cw. Throws
+  /// Error(kBadMessage) if the size would not fit in size_t.
   static std::size_t serialized_size(int bits, std::size_t count);
   /// Appends the serialization to `out`.
   void serialize(std::vector<std::uint8_t>& out) const;
@@ -123,9 +155,9 @@ class ReluGateKey {
  private:
   int party_ = 0;
   std::size_t count_ = 0;
-  DcfCorrections cw_;
-  std::vector<Block> root_;
-  std::vector<u64> r_, m_, mr_;
+  DcfCorrections cw_;  // public to both parties: not wiped
+  detail::SecretVector<Block> root_;
+  detail::SecretVector<u64> r_, m_, mr_;
 };
 
 }  // namespace blindfold::mpc::fss
