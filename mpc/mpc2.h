@@ -98,7 +98,11 @@ class Mpc2Party final : public Protocol {
   std::vector<std::vector<u64>> masks_;    // server: A
   std::deque<std::unique_ptr<Bundle>> bundles_;
   std::unique_ptr<Query> query_;  // the query in progress
-  std::uint64_t next_query_ = 0;
+  std::uint64_t next_query_ = 0;  // number of the next query to begin
+  std::vector<u64> scratch_;      // reused between ops (PRG draws, received vectors)
+
+  Query& in_query(const char* op);
+  void check_handle(int w, const char* op) const;
 };
 
 /// The helper (party 2): runs the same program on shapes only (the Shared
@@ -137,6 +141,10 @@ class Mpc2Dealer final : public Protocol {
   std::vector<std::vector<u64>> masks_;  // A per weight handle
   std::unique_ptr<Query> query_;
   std::uint64_t next_query_ = 0;
+  std::vector<u64> scratch_;
+
+  Query& in_query(const char* op);
+  void check_handle(int w, const char* op) const;
 };
 
 }  // namespace blindfold::mpc
