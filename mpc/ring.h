@@ -54,4 +54,29 @@ void fxp_decode(std::span<const u64> a, int frac_bits, std::span<float> out);
 u64 fxp_encode1(double v, int frac_bits);
 double fxp_decode1(u64 a, int frac_bits);
 
+namespace detail {
+
+/// The kernels behind ring_matmul, exposed so that tests and benchmarks can
+/// run each one on any machine that supports it.
+///  - kPortable: the plain i-p-j loop (whatever the compiler makes of it).
+///  - kVector: register-blocked GCC vector code for the build's target ISA
+///    (AVX2 with the default -march=x86-64-v3).
+///  - kAvx512: the same blocking with 512-bit vectors and vpmullq, compiled
+///    for AVX-512 F+DQ+VL and used only where the CPU has them.
+/// kAuto is what ring_matmul uses: kAvx512 where supported, else kVector.
+enum class MatmulKernel { kAuto, kPortable, kVector, kAvx512 };
+
+/// Whether this CPU can run `kernel` (kAuto, kPortable, kVector: always).
+bool matmul_kernel_supported(MatmulKernel kernel) noexcept;
+/// "auto", "portable", "vector", "avx512".
+const char* matmul_kernel_name(MatmulKernel kernel) noexcept;
+
+/// ring_matmul with a chosen kernel; `parallel` false keeps it on the
+/// calling thread. Throws Error(kUnsupported) for a kernel this CPU lacks.
+void ring_matmul_kernel(MatmulKernel kernel, bool parallel, std::span<const u64> a,
+                        std::span<const u64> b, std::span<u64> c, std::size_t m, std::size_t k,
+                        std::size_t n, bool accumulate);
+
+}  // namespace detail
+
 }  // namespace blindfold::mpc
