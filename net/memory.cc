@@ -1,6 +1,9 @@
 #include "net/memory.h"
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <vector>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -13,13 +16,21 @@ namespace blindfold::net {
 
 namespace {
 
-// One direction of a memory pair.
+// One direction of a memory pair: a queue of written chunks (a message's
+// payload is moved in whole, not byte by byte).
 struct Pipe {
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::uint8_t> data;
-  bool closed = false;
+  std::deque<std::vector<std::uint8_t>> chunks;
+  std::size_t front_off = 0;             // bytes of chunks.front() already read
+  std::atomic<std::size_t> avail{0};     // unread bytes, for the reader's spin
+  std::atomic<bool> closed{false};
 };
+
+// How long a reader polls before sleeping on the condition variable: a
+// condition-variable wake-up costs 70-90 us on the VMs this project runs on,
+// more than a whole protocol round between threads.
+constexpr auto kSpin = std::chrono::microseconds(200);
 
 class MemoryChannel final : public Channel {
  public:
@@ -31,22 +42,36 @@ class MemoryChannel final : public Channel {
   void write_bytes(std::span<const std::uint8_t> d) override {
     std::lock_guard<std::mutex> lock(out_->mu);
     if (out_->closed) throw Error(ErrorCategory::kPeerFailure, "peer closed the connection");
-    out_->data.insert(out_->data.end(), d.begin(), d.end());
+    if (d.empty()) return;
+    out_->chunks.emplace_back(d.begin(), d.end());
+    out_->avail.fetch_add(d.size(), std::memory_order_release);
     out_->cv.notify_all();
   }
   void read_bytes(std::span<std::uint8_t> o, Clock::time_point deadline) override {
-    std::unique_lock<std::mutex> lock(in_->mu);
     std::size_t got = 0;
     while (got < o.size()) {
-      if (!in_->cv.wait_until(lock, deadline, [&] { return !in_->data.empty() || in_->closed; })) {
+      const auto spin_until = std::min(deadline, Clock::now() + kSpin);
+      while (in_->avail.load(std::memory_order_acquire) == 0 && !in_->closed.load() &&
+             Clock::now() < spin_until) {
+        std::this_thread::yield();
+      }
+      std::unique_lock<std::mutex> lock(in_->mu);
+      if (!in_->cv.wait_until(lock, deadline, [&] { return !in_->chunks.empty() || in_->closed; })) {
         throw Error(ErrorCategory::kPeerFailure, "timed out");
       }
-      if (in_->data.empty()) throw Error(ErrorCategory::kPeerFailure, "peer closed the connection");
-      const std::size_t n = std::min(o.size() - got, in_->data.size());
-      std::copy(in_->data.begin(), in_->data.begin() + static_cast<std::ptrdiff_t>(n),
-                o.begin() + got);
-      in_->data.erase(in_->data.begin(), in_->data.begin() + static_cast<std::ptrdiff_t>(n));
-      got += n;
+      if (in_->chunks.empty()) throw Error(ErrorCategory::kPeerFailure, "peer closed the connection");
+      while (got < o.size() && !in_->chunks.empty()) {
+        std::vector<std::uint8_t>& c = in_->chunks.front();
+        const std::size_t n = std::min(o.size() - got, c.size() - in_->front_off);
+        std::memcpy(o.data() + got, c.data() + in_->front_off, n);
+        in_->front_off += n;
+        got += n;
+        in_->avail.fetch_sub(n, std::memory_order_relaxed);
+        if (in_->front_off == c.size()) {
+          in_->chunks.pop_front();
+          in_->front_off = 0;
+        }
+      }
     }
   }
   void close_transport() override {

@@ -1,0 +1,232 @@
+#include "backends/mpc/mpc_backend.h"
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <mutex>
+
+#include "core/error.h"
+#include "mpc/mpc2.h"
+#include "mpc/mpc3.h"
+
+namespace blindfold::backends {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::vector<net::Mesh> memory_meshes(int n) {
+  std::vector<net::Mesh> m(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    m[static_cast<std::size_t>(i)].self = i;
+    m[static_cast<std::size_t>(i)].peers.resize(static_cast<std::size_t>(n));
+  }
+  for (int i = 0; i < n; ++i) {
+    for (int j = i + 1; j < n; ++j) {
+      auto [a, b] = net::memory_pair();
+      a->set_peer_name(std::string("party ") + std::to_string(j) + " (" + mpc::party_name(j) + ")");
+      b->set_peer_name(std::string("party ") + std::to_string(i) + " (" + mpc::party_name(i) + ")");
+      m[static_cast<std::size_t>(i)].peers[static_cast<std::size_t>(j)] = std::move(a);
+      m[static_cast<std::size_t>(j)].peers[static_cast<std::size_t>(i)] = std::move(b);
+    }
+  }
+  return m;
+}
+
+// Runs fns[i] on its own thread. When one throws, its channels are closed so
+// the others fail fast; the first error (lowest party among those that threw
+// first-hand) is rethrown.
+void run_parties(std::vector<net::Mesh>& meshes, const std::vector<std::function<void()>>& fns) {
+  std::vector<std::exception_ptr> errors(fns.size());
+  std::vector<int> first_hand(fns.size(), 0);
+  std::mutex mu;
+  bool any = false;
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < fns.size(); ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        fns[i]();
+      } catch (...) {
+        errors[i] = std::current_exception();
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          first_hand[i] = any ? 0 : 1;
+          any = true;
+        }
+        for (auto& c : meshes[i].peers) {
+          if (c) c->close();
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < fns.size(); ++i) {
+    if (errors[i] && first_hand[i]) std::rethrow_exception(errors[i]);
+  }
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+std::int64_t sent_bytes(const net::Mesh& m) {
+  std::int64_t b = 0;
+  for (const auto& c : m.peers) {
+    if (c) b += c->stats().sent.bytes;
+  }
+  return b;
+}
+
+void reset_stats(std::vector<net::Mesh>& meshes) {
+  for (auto& m : meshes) {
+    for (auto& c : m.peers) {
+      if (c) c->reset_stats();
+    }
+  }
+}
+
+}  // namespace
+
+TrustModel mpc_trust_model(int parties) {
+  TrustModel t;
+  t.adversary = "semi-honest";
+  t.security_bits = 128;
+  if (parties == 2) {
+    t.summary = "2PC, semi-honest; the dealer (helper) must not collude with server or client";
+    t.input = "only the client; the server sees values masked by the dealer's randomness";
+    t.weights = "only the server; the client sees W - A once, A known to server and dealer";
+    t.output = "only the client (logits, or the label alone per the server's policy)";
+    t.trusted = "no collusion of the helper with either party; the architecture (shapes) is public";
+  } else {
+    t.summary = "3PC replicated sharing, semi-honest, honest majority (no two parties collude)";
+    t.input = "only the client; each other party holds 2 of 3 shares";
+    t.weights = "only the server; each other party holds 2 of 3 shares";
+    t.output = "only the client (logits, or the label alone per the server's policy)";
+    t.trusted = "no two of server, client and helper collude; the architecture (shapes) is public";
+  }
+  return t;
+}
+
+struct MpcBackend::Parties {
+  std::unique_ptr<mpc::Mpc2Party> server2, client2;
+  std::unique_ptr<mpc::Mpc2Dealer> dealer2;
+  std::vector<std::unique_ptr<mpc::Mpc3Party>> p3;
+  std::vector<int> handles[3];
+  mpc::Protocol& proto(int i) {
+    if (!p3.empty()) return *p3[static_cast<std::size_t>(i)];
+    if (i == 0) return *server2;
+    if (i == 1) return *client2;
+    return *dealer2;
+  }
+};
+
+MpcBackend::MpcBackend(int parties, MpcSettings settings) : parties_(parties), settings_(settings) {
+  if (parties != 2 && parties != 3) throw_error(ErrorCategory::kInternal, "MpcBackend: 2 or 3 parties");
+}
+
+MpcBackend::~MpcBackend() {
+  // Close channels first so no party object blocks in its destructor.
+  for (auto& m : meshes_) {
+    for (auto& c : m.peers) {
+      if (c) c->close();
+    }
+  }
+  p_.reset();
+}
+
+TrustModel MpcBackend::trust_model() const { return mpc_trust_model(parties_); }
+
+Support MpcBackend::supports(const model::Graph& graph) const { return mpcplan::lowerable(graph); }
+
+void MpcBackend::setup(const model::Graph& graph, const BackendOptions&) {
+  const auto t0 = Clock::now();
+  weights_.clear();
+  plan_ = mpcplan::lower(graph, settings_.frac_bits, &weights_);
+  // The client and the helper get the plan as the server would send it.
+  const mpcplan::Plan remote = mpcplan::Plan::parse(plan_.serialize());
+  meshes_ = memory_meshes(3);
+  p_ = std::make_unique<Parties>();
+  Parties& P = *p_;
+  const int f = settings_.frac_bits;
+  if (parties_ == 2) {
+    run_parties(meshes_, {[&] { P.server2 = std::make_unique<mpc::Mpc2Party>(0, meshes_[0].to(1), meshes_[0].to(2), mpc::Mpc2Options{f}); },
+                          [&] { P.client2 = std::make_unique<mpc::Mpc2Party>(1, meshes_[1].to(0), meshes_[1].to(2), mpc::Mpc2Options{f}); },
+                          [&] { P.dealer2 = std::make_unique<mpc::Mpc2Dealer>(meshes_[2].to(0), meshes_[2].to(1), mpc::Mpc2Options{f}); }});
+  } else {
+    P.p3.resize(3);
+    std::vector<std::function<void()>> fns;
+    for (int i = 0; i < 3; ++i) {
+      fns.push_back([&, i] {
+        P.p3[static_cast<std::size_t>(i)] = std::make_unique<mpc::Mpc3Party>(
+            i, meshes_[static_cast<std::size_t>(i)].to((i + 1) % 3), meshes_[static_cast<std::size_t>(i)].to((i + 2) % 3),
+            mpc::Mpc3Options{f});
+      });
+    }
+    run_parties(meshes_, fns);
+  }
+  reset_stats(meshes_);
+  run_parties(meshes_, {[&] { P.handles[0] = mpcplan::register_weights(P.proto(0), plan_, &weights_); },
+                        [&] { P.handles[1] = mpcplan::register_weights(P.proto(1), remote, nullptr); },
+                        [&] { P.handles[2] = mpcplan::register_weights(P.proto(2), remote, nullptr); }});
+  setup_cost_.ms = ms_since(t0);
+  setup_cost_.bytes = sent_bytes(meshes_[0]) + sent_bytes(meshes_[1]) + sent_bytes(meshes_[2]) +
+                      static_cast<std::int64_t>(2 * remote.serialize().size());
+}
+
+std::vector<Tensor> MpcBackend::infer(const std::vector<Tensor>& inputs, RunMetrics* metrics) {
+  if (!p_) throw_error(ErrorCategory::kInternal, name() + ": infer before setup");
+  if (inputs.size() != 1) throw_error(ErrorCategory::kBadInput, name() + ": the model takes one input");
+  const Tensor& x = inputs[0];
+  if (x.rank() < 1) throw_error(ErrorCategory::kBadInput, name() + ": input needs a batch dimension");
+  const std::int64_t batch = x.dim(0);
+  Parties& P = *p_;
+  RunMetrics m;
+  if (parties_ == 2) {
+    reset_stats(meshes_);
+    const auto t0 = Clock::now();
+    run_parties(meshes_, {[&] { P.server2->receive_preprocessing(); },
+                          [&] { P.client2->receive_preprocessing(); },
+                          [&] {
+                            P.dealer2->begin_query();
+                            mpcplan::run(*P.dealer2, plan_, P.handles[2], batch, nullptr, settings_.output);
+                            P.dealer2->end_query();
+                          }});
+    m.offline.ms = ms_since(t0);
+    m.offline.bytes = sent_bytes(meshes_[2]);
+  }
+  reset_stats(meshes_);
+  std::optional<Tensor> out;
+  const auto t1 = Clock::now();
+  if (parties_ == 2) {
+    run_parties(meshes_, {[&] {
+                            P.server2->begin_query();
+                            mpcplan::run(*P.server2, plan_, P.handles[0], batch, nullptr, settings_.output);
+                            P.server2->end_query();
+                          },
+                          [&] {
+                            P.client2->begin_query();
+                            out = mpcplan::run(*P.client2, plan_, P.handles[1], batch, &x, settings_.output);
+                            P.client2->end_query();
+                          },
+                          [] {}});
+  } else {
+    run_parties(meshes_, {[&] { mpcplan::run(*P.p3[0], plan_, P.handles[0], batch, nullptr, settings_.output); },
+                          [&] { out = mpcplan::run(*P.p3[1], plan_, P.handles[1], batch, &x, settings_.output); },
+                          [&] { mpcplan::run(*P.p3[2], plan_, P.handles[2], batch, nullptr, settings_.output); }});
+  }
+  m.online.ms = ms_since(t1);
+  m.online.bytes = sent_bytes(meshes_[0]) + sent_bytes(meshes_[1]) + sent_bytes(meshes_[2]);
+  std::int64_t rounds = 0;
+  for (const auto& c : meshes_[1].peers) {
+    if (c) rounds = std::max(rounds, c->stats().rounds);
+  }
+  m.rounds = rounds;
+  if (!out) throw_error(ErrorCategory::kInternal, name() + ": the client got no output");
+  if (metrics) *metrics = m;
+  return {std::move(*out)};
+}
+
+}  // namespace blindfold::backends
