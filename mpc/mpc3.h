@@ -32,6 +32,8 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "core/random.h"
 #include "mpc/protocol.h"
@@ -74,6 +76,22 @@ class Mpc3Party final : public Protocol {
   Seed k_self_{}, k_next_{};
   std::uint64_t calls_ = 0;  // counter for the zero-sharing and seed streams
   std::vector<Shared> weights_;
+  // Reused work space (relu, input, weights): grows, never shrinks, so a
+  // model's repeated calls do not page-fault fresh buffers.
+  std::vector<u64> scratch_;
+
+  std::span<u64> scratch(std::size_t words);
+  /// Checks that x is a replicated sharing (two share vectors of x.n).
+  void check(const Shared& x, const char* op) const;
+  /// Sends `words` to `to` under `tag`.
+  void send_words(net::Channel& to, const char* tag, std::span<const u64> words);
+  /// Receives exactly out.size() words from `from` (party `from_party`) or
+  /// throws Error(kBadMessage) naming `op` and both sizes.
+  void recv_words(net::Channel& from, int from_party, const char* tag, const char* op,
+                  std::span<u64> out);
+  /// One reshare round: sends `mine` (z_i) to party i-1 and receives z_{i+1}
+  /// from party i+1 into `theirs` (same size).
+  void exchange(const char* op, std::span<const u64> mine, std::span<u64> theirs);
 };
 
 }  // namespace blindfold::mpc
