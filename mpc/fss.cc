@@ -15,7 +15,7 @@
 //   j = 2: s^R || t^R
 //   j = 3: v^R
 // K = the first 16 bytes of SHA-256("blindfold fss dcf")
-//   = ae2d5bb31bbbf02ee77446b6c314aa56 (public; a test checks it).
+//   = ae2d5bb31bbbf02ee77446b6c314aa56 (public; pinned by DcfTest.KnownAnswer).
 // Evaluation needs only the side of x_i: 2 blocks per level.
 //
 // Batching: every kernel runs level by level over a sub-batch of kSub gates,
