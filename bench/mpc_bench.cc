@@ -3,14 +3,25 @@
 // layers: (100, 256, B), (10, 100, B), (128, 784, B)), per kernel variant and
 // single-threaded unless the name says "pool". Items are multiply-adds, so
 // items_per_second is MAC/s.
+// The FSS ReLU gate (mpc/fss.h): dealer generation of 10k gates, one party's
+// evaluation of 10k and 600k gates, and the bare 63-bit DCF evaluation;
+// items are gates. The 600k-gate evaluation holds about 2.5 GB of keys
+// while it is set up.
+// The FSS code and the "pool" matmul use ThreadPool::global(), so those
+// report wall-clock time (UseRealTime); the single-threaded kernels report
+// CPU time, steadier on a shared machine.
 // build-ring/bench/blindfold_mpc_bench --benchmark_filter=ring_matmul
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/random.h"
+#include "mpc/fss.h"
 #include "mpc/ring.h"
 
 namespace {
@@ -61,6 +72,85 @@ void matmul_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(ring_matmul_bench, avx512, MatmulKernel::kAvx512, false)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(ring_matmul_bench, vector, MatmulKernel::kVector, false)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(ring_matmul_bench, portable, MatmulKernel::kPortable, false)->Apply(matmul_shapes);
-BENCHMARK_CAPTURE(ring_matmul_bench, auto_pool, MatmulKernel::kAuto, true)->Apply(matmul_shapes);
+BENCHMARK_CAPTURE(ring_matmul_bench, auto_pool, MatmulKernel::kAuto, true)->Apply(matmul_shapes)->UseRealTime();
+
+// ---- FSS -------------------------------------------------------------------
+
+blindfold::Seed seed_of(std::uint8_t tag) {
+  blindfold::Seed s{};
+  s.fill(tag);
+  return s;
+}
+
+// Args: {gates}.
+void relu_gate_gen_bench(benchmark::State& state) {
+  const auto count = static_cast<std::size_t>(state.range(0));
+  blindfold::Prg prg0(seed_of(1)), prg1(seed_of(2));
+  for (auto _ : state) {
+    fss::ReluGateDealt dealt = fss::relu_gate_gen(count, prg0, prg1);
+    benchmark::DoNotOptimize(dealt.to_both.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
+}
+BENCHMARK(relu_gate_gen_bench)->ArgName("gates")->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Args: {gates, party}: one party's ReluGateKey::eval, DReLU and ReLU both.
+void relu_gate_eval_bench(benchmark::State& state) {
+  const auto count = static_cast<std::size_t>(state.range(0));
+  const int party = static_cast<int>(state.range(1));
+  blindfold::Prg d0(seed_of(1)), d1(seed_of(2));
+  std::optional<fss::ReluGateKey> key;
+  {
+    const fss::ReluGateDealt dealt = fss::relu_gate_gen(count, d0, d1);
+    blindfold::Prg p(seed_of(party == 0 ? 1 : 2));
+    key.emplace(fss::ReluGateKey::load(party, count, p, dealt.to_both,
+                                       party == 0 ? std::span<const std::uint8_t>() : dealt.to_party1));
+  }
+  const std::vector<u64> xhat = random_u64(count, 3);
+  std::vector<u64> drelu(count), relu(count);
+  for (auto _ : state) {
+    key->eval(xhat, drelu, relu);
+    benchmark::DoNotOptimize(drelu.data());
+    benchmark::DoNotOptimize(relu.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
+}
+BENCHMARK(relu_gate_eval_bench)
+    ->ArgNames({"gates", "party"})
+    ->Args({10000, 0})
+    ->Args({10000, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+// Set-up takes seconds: few, fixed iterations so that it runs once.
+BENCHMARK(relu_gate_eval_bench)
+    ->ArgNames({"gates", "party"})
+    ->Args({600000, 1})
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Args: {gates}: dcf_eval at 63 bits (the ReLU gate's), party 0.
+void dcf_eval_bench(benchmark::State& state) {
+  const auto count = static_cast<std::size_t>(state.range(0));
+  constexpr int kBits = 63;
+  std::vector<u64> alpha = random_u64(count, 4), x = random_u64(count, 5);
+  for (auto& v : alpha) v >>= 64 - kBits;
+  for (auto& v : x) v >>= 64 - kBits;
+  const std::vector<u64> words = random_u64(6 * count, 6);
+  std::vector<fss::Block> beta(count), root0(count), root1(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    beta[i] = {words[6 * i], words[6 * i + 1]};
+    root0[i] = {words[6 * i + 2], words[6 * i + 3]};
+    root1[i] = {words[6 * i + 4], words[6 * i + 5]};
+  }
+  const fss::DcfCorrections cw = fss::dcf_gen(kBits, alpha, beta, root0, root1);
+  std::vector<fss::Block> out(count);
+  for (auto _ : state) {
+    fss::dcf_eval(0, cw, root0, x, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
+}
+BENCHMARK(dcf_eval_bench)->ArgName("gates")->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

@@ -94,7 +94,7 @@ void ring_sar(std::span<const u64> a, int bits, std::span<u64> out) {
 // compiled into an AVX-512 entry point (target attribute, chosen at run time)
 // and one for the build's target (AVX2 by default). Every helper is
 // always_inline so that it takes the target of the entry point it lands in.
-//  - Panel kernel (n >= kDotMaxN): C[R rows][W vectors] stays in registers
+//  - Panel kernel (n >= kDotMaxN, or n = 8): C[R rows][W vectors] stays in registers
 //    while p runs over all of k; each step broadcasts A[i][p] and multiplies
 //    it into W vectors of B row p. One panel of B (k x W*L) is reused from
 //    cache by every block of rows.
