@@ -34,6 +34,8 @@
 #include <bit>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
+#include <memory>
 #include <string>
 
 #include "core/error.h"
@@ -58,6 +60,11 @@ constexpr std::uint8_t kMagic[4] = {'B', 'F', 'M', '2'};
 constexpr std::uint32_t kVersion = 1;
 constexpr std::size_t kHeaderBytes = 24;
 constexpr std::size_t kRecordBytes = 16;
+// Bundles travel as "mpc2/pre" frames of exactly kFrameBytes, the last one
+// shorter (at least one frame; the first holds the whole header). A relu
+// costs 2 KiB per element, so one bundle of a batched network can exceed
+// the channels' default 256 MiB message cap.
+constexpr std::size_t kFrameBytes = std::size_t{16} << 20;
 constexpr u64 kDigestMask = (u64{1} << 56) - 1;
 // Weight masks use the upper half of the stream space, queries the lower.
 constexpr u64 kMaskStream = u64{1} << 63;
@@ -278,6 +285,10 @@ void Mpc2Party::receive_preprocessing() {
   if (b.size() < kHeaderBytes) {
     bad_message("preprocessing: bundle of " + std::to_string(b.size()) + " bytes, shorter than its header");
   }
+  if (b.size() > kFrameBytes) {
+    bad_message("preprocessing: bundle frame of " + std::to_string(b.size()) + " bytes, more than " +
+                std::to_string(kFrameBytes));
+  }
   if (std::memcmp(b.data(), kMagic, 4) != 0) bad_message("preprocessing: not an mpc2 bundle (bad magic)");
   std::uint32_t version;
   std::memcpy(&version, b.data() + 4, 4);
@@ -287,14 +298,30 @@ void Mpc2Party::receive_preprocessing() {
   }
   const u64 number = load_u64(b.data() + 8);
   const u64 body = load_u64(b.data() + 16);
-  if (body != b.size() - kHeaderBytes) {
-    bad_message("preprocessing: bundle header announces " + std::to_string(body) + " bytes, body has " +
-                std::to_string(b.size() - kHeaderBytes));
-  }
   const u64 expected = next_query_ + bundles_.size();
   if (number != expected) {
     bad_message("preprocessing: bundle for query " + std::to_string(number) + ", expected query " +
                 std::to_string(expected));
+  }
+  // Continuation frames: each frame but the last has exactly kFrameBytes.
+  if (body > std::numeric_limits<std::size_t>::max() - kHeaderBytes) {
+    bad_message("preprocessing: bundle header announces " + std::to_string(body) + " bytes");
+  }
+  const std::size_t total = kHeaderBytes + static_cast<std::size_t>(body);
+  std::size_t frame = b.size();
+  if (frame < total) b.reserve(std::min<std::size_t>(total, std::size_t{1} << 30));
+  while (frame == kFrameBytes && b.size() <= total) {  // a full frame: another one follows
+    net::Bytes f = helper_.recv(kTagPre);
+    frame = f.size();
+    if (frame > kFrameBytes || frame > total - b.size()) {
+      bad_message("preprocessing: bundle frame of " + std::to_string(frame) + " bytes after " +
+                  std::to_string(b.size()) + " of an announced " + std::to_string(total));
+    }
+    b.insert(b.end(), f.begin(), f.end());
+  }
+  if (b.size() != total) {
+    bad_message("preprocessing: bundle header announces " + std::to_string(body) + " bytes, the body has " +
+                std::to_string(b.size() - kHeaderBytes));
   }
   // Walk the records so that a malformed bundle is refused now, not mid-query.
   std::size_t pos = kHeaderBytes;
@@ -598,20 +625,79 @@ std::vector<u64> Mpc2Party::reveal_to_client(const Shared& x) {
 // Dealer (helper)
 // ===========================================================================
 
-struct Mpc2Dealer::Query {
-  Query(const Seed& s0, const Seed& s1, std::uint64_t q) : number(q), prg0(s0, q), prg1(s1, q) {
-    for (net::Bytes* b : {&to_server, &to_client}) {
-      b->insert(b->end(), kMagic, kMagic + 4);
-      std::uint8_t v[4];
-      std::memcpy(v, &kVersion, 4);
-      b->insert(b->end(), v, v + 4);
-      put_u64(*b, q);
-      put_u64(*b, 0);  // body length, set by end_query
+namespace {
+
+// One party's bundle body under construction: owned bytes and shared
+// segments (the DCF correction words, identical for both parties, are held
+// once).
+struct BundleOut {
+  std::vector<std::shared_ptr<const net::Bytes>> parts;
+  net::Bytes cur;  // appended to after the parts
+
+  void share(std::shared_ptr<const net::Bytes> seg) {
+    if (!cur.empty()) {
+      parts.push_back(std::make_shared<const net::Bytes>(std::move(cur)));
+      cur = net::Bytes();
+    }
+    parts.push_back(std::move(seg));
+  }
+  std::size_t size() const {
+    std::size_t n = cur.size();
+    for (const auto& p : parts) n += p->size();
+    return n;
+  }
+};
+
+// Cuts a byte stream into "mpc2/pre" frames of kFrameBytes (the last shorter).
+class FrameSender {
+ public:
+  explicit FrameSender(net::Channel& ch) : ch_(ch) {}
+  void add(std::span<const std::uint8_t> s) {
+    while (!s.empty()) {
+      if (buf_.empty() && s.size() >= kFrameBytes) {
+        ch_.send(kTagPre, s.first(kFrameBytes));
+        s = s.subspan(kFrameBytes);
+        continue;
+      }
+      const std::size_t n = std::min(kFrameBytes - buf_.size(), s.size());
+      buf_.insert(buf_.end(), s.begin(), s.begin() + static_cast<std::ptrdiff_t>(n));
+      s = s.subspan(n);
+      if (buf_.size() == kFrameBytes) {
+        ch_.send(kTagPre, buf_);
+        buf_.clear();
+      }
     }
   }
+  // The last frame; sent even when empty if the stream was a multiple of
+  // kFrameBytes, so that the receiver sees a frame shorter than kFrameBytes.
+  void finish() { ch_.send(kTagPre, buf_); }
+
+ private:
+  net::Channel& ch_;
+  net::Bytes buf_;
+};
+
+void send_bundle(net::Channel& ch, std::uint64_t number, const BundleOut& body) {
+  net::Bytes head(kMagic, kMagic + 4);
+  std::uint8_t v[4];
+  std::memcpy(v, &kVersion, 4);
+  head.insert(head.end(), v, v + 4);
+  put_u64(head, number);
+  put_u64(head, body.size());
+  FrameSender out(ch);
+  out.add(head);
+  for (const auto& p : body.parts) out.add(*p);
+  out.add(body.cur);
+  out.finish();
+}
+
+}  // namespace
+
+struct Mpc2Dealer::Query {
+  Query(const Seed& s0, const Seed& s1, std::uint64_t q) : number(q), prg0(s0, q), prg1(s1, q) {}
   std::uint64_t number;
   Prg prg0, prg1;  // shared with the server / the client
-  net::Bytes to_server, to_client;
+  BundleOut server, client;
 };
 
 Mpc2Dealer::Mpc2Dealer(net::Channel& to_server, net::Channel& to_client, Mpc2Options options)
@@ -653,12 +739,8 @@ void Mpc2Dealer::begin_query() {
 void Mpc2Dealer::end_query() {
   if (!query_) internal("helper end_query without begin_query");
   std::unique_ptr<Query> q = std::move(query_);
-  for (net::Bytes* b : {&q->to_server, &q->to_client}) {
-    const u64 body = b->size() - kHeaderBytes;
-    std::memcpy(b->data() + 16, &body, 8);
-  }
-  to_server_.send(kTagPre, q->to_server);
-  to_client_.send(kTagPre, q->to_client);
+  send_bundle(to_server_, q->number, q->server);
+  send_bundle(to_client_, q->number, q->client);
 }
 
 int Mpc2Dealer::register_weights(std::span<const u64> w, std::size_t n) {
@@ -707,10 +789,10 @@ Shared Mpc2Dealer::mul_weights(int w, const Shared& x, std::span<const std::uint
   const u64* b = scratch_.data();
   u64* c = scratch_.data() + n;
   for (std::size_t i = 0; i < n; ++i) c[i] = a[idx[i]] * b[i] - c[i];
-  begin_record(q.to_server, kOpMulWeights, dig, mul_size(n, 8, kOp));
+  begin_record(q.server.cur, kOpMulWeights, dig, mul_size(n, 8, kOp));
   const auto cs = bytes_of({c, n});
-  q.to_server.insert(q.to_server.end(), cs.begin(), cs.end());
-  begin_record(q.to_client, kOpMulWeights, dig, 0);
+  q.server.cur.insert(q.server.cur.end(), cs.begin(), cs.end());
+  begin_record(q.client.cur, kOpMulWeights, dig, 0);
   Shared out;
   out.n = n;
   return out;
@@ -741,10 +823,10 @@ Shared Mpc2Dealer::matmul(int w, const Shared& x, std::size_t m, std::size_t k, 
     std::fill(ab, ab + mn, u64{0});
   }
   ring_sub({ab, mn}, {cc, mn}, {ab, mn});
-  begin_record(q.to_server, kOpMatmul, dig, mul_size(mn, 8, kOp));
+  begin_record(q.server.cur, kOpMatmul, dig, mul_size(mn, 8, kOp));
   const auto cs = bytes_of({ab, mn});
-  q.to_server.insert(q.to_server.end(), cs.begin(), cs.end());
-  begin_record(q.to_client, kOpMatmul, dig, 0);
+  q.server.cur.insert(q.server.cur.end(), cs.begin(), cs.end());
+  begin_record(q.client.cur, kOpMatmul, dig, 0);
   Shared out;
   out.n = mn;
   return out;
@@ -768,10 +850,10 @@ Shared Mpc2Dealer::mul(const Shared& x, const Shared& y) {
     const u64 b = s0[n + i] + s1[n + i];
     c1[i] = a * b - s0[2 * n + i];
   }
-  begin_record(q.to_server, kOpMul, dig, 0);
-  begin_record(q.to_client, kOpMul, dig, mul_size(n, 8, kOp));
+  begin_record(q.server.cur, kOpMul, dig, 0);
+  begin_record(q.client.cur, kOpMul, dig, mul_size(n, 8, kOp));
   const auto cb = bytes_of({c1, n});
-  q.to_client.insert(q.to_client.end(), cb.begin(), cb.end());
+  q.client.cur.insert(q.client.cur.end(), cb.begin(), cb.end());
   Shared out;
   out.n = n;
   return out;
@@ -785,19 +867,20 @@ void Mpc2Dealer::relu(const Shared& x, Shared* drelu, Shared* relu) {
   const std::size_t n = x.n;
   const u64 dig = digest({n});
   if (n == 0) {
-    begin_record(q.to_server, kOpRelu, dig, 0);
-    begin_record(q.to_client, kOpRelu, dig, 0);
+    begin_record(q.server.cur, kOpRelu, dig, 0);
+    begin_record(q.client.cur, kOpRelu, dig, 0);
   } else {
-    const fss::ReluGateDealt dealt = fss::relu_gate_gen(n, q.prg0, q.prg1);
+    fss::ReluGateDealt dealt = fss::relu_gate_gen(n, q.prg0, q.prg1);
     const std::size_t both = dealt.to_both.size(), p1 = dealt.to_party1.size();
-    begin_record(q.to_server, kOpRelu, dig, 8 + both);
-    put_u64(q.to_server, both);
-    q.to_server.insert(q.to_server.end(), dealt.to_both.begin(), dealt.to_both.end());
-    begin_record(q.to_client, kOpRelu, dig, 16 + both + p1);
-    put_u64(q.to_client, both);
-    q.to_client.insert(q.to_client.end(), dealt.to_both.begin(), dealt.to_both.end());
-    put_u64(q.to_client, p1);
-    q.to_client.insert(q.to_client.end(), dealt.to_party1.begin(), dealt.to_party1.end());
+    auto shared = std::make_shared<const net::Bytes>(std::move(dealt.to_both));
+    begin_record(q.server.cur, kOpRelu, dig, 8 + both);
+    put_u64(q.server.cur, both);
+    q.server.share(shared);
+    begin_record(q.client.cur, kOpRelu, dig, 16 + both + p1);
+    put_u64(q.client.cur, both);
+    q.client.share(std::move(shared));
+    put_u64(q.client.cur, p1);
+    q.client.cur.insert(q.client.cur.end(), dealt.to_party1.begin(), dealt.to_party1.end());
   }
   Shared out;
   out.n = n;

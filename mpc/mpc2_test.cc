@@ -324,6 +324,40 @@ TEST(Mpc2, EmptyOperations) {
               2);
 }
 
+TEST(Mpc2, LargeBundlesTravelInFrames) {
+  // A relu of 10^4 elements: a ~20 MB bundle, sent as two 16 MiB frames.
+  std::mt19937_64 rng(10);
+  const auto x = random_u64(rng, 10000), mask = random_u64(rng, x.size());
+  std::vector<u64> got;
+  run_program([](Protocol&) {},
+              [&](Protocol& p, int) {
+                Shared s = share_of(p, x, mask), r;
+                p.relu(s, nullptr, &r);
+                auto out = p.reveal_to_client(r);
+                if (p.party() == 1) got = out;
+              },
+              2, 2);
+  ASSERT_EQ(got.size(), x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) EXPECT_EQ(got[i], static_cast<std::int64_t>(x[i]) >= 0 ? x[i] : 0u);
+
+  // A server bundle of exactly one full frame (24 + 16 + 8 * 3 * 699049
+  // bytes = 16 MiB): an empty frame ends it; the next query still works.
+  const std::size_t m = 3, k = 1, n = 699049;
+  const std::vector<u64> w = {5, 7, 11};
+  const auto xs = random_u64(rng, k * n);
+  std::vector<u64> out2;
+  const OnlineStats st = run_program([&](Protocol& p) { p.register_weights(if_party(p, 0, w), w.size()); },
+                                     [&](Protocol& p, int) {
+                                       Shared y = p.matmul(0, p.input(if_party(p, 1, xs), k * n), m, k, n);
+                                       auto out = p.reveal_to_client(y);
+                                       if (p.party() == 1) out2 = out;
+                                     },
+                                     2, 2);
+  EXPECT_EQ(out2, plain_matmul(w, xs, m, k, n));
+  // Per query: one full frame and an empty one, 17 bytes of framing each.
+  EXPECT_EQ(st.pre_bytes[0], 2 * ((std::int64_t{16} << 20) + 17 + 17));
+}
+
 // ---- a small network over several preprocessed queries --------------------
 
 TEST(Mpc2, TwoLayerNetworkOverPreprocessedQueries) {
