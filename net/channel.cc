@@ -49,6 +49,7 @@ void Channel::send(std::string_view tag, std::span<const std::uint8_t> payload) 
          std::string("sending '") + std::string(tag) + "': " + e.what());
   }
   if (!last_was_send_.exchange(true)) ++stats_.rounds;
+  if (party_rounds_ && !party_rounds_->last_was_send.exchange(true)) ++party_rounds_->rounds;
   const auto n = static_cast<std::int64_t>(hlen + payload.size());
   stats_.sent.bytes += n;
   stats_.sent.messages += 1;
@@ -89,6 +90,7 @@ Bytes Channel::recv(std::string_view tag) {
     Bytes payload(static_cast<std::size_t>(len));
     if (len) read_bytes(payload, deadline);
     last_was_send_ = false;
+    if (party_rounds_) party_rounds_->last_was_send = false;
     const auto n = static_cast<std::int64_t>(1 + tag_len + 8 + len);
     stats_.received.bytes += n;
     stats_.received.messages += 1;

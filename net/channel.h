@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +40,22 @@ struct ChannelStats {
   /// received (the first send counts as one). In a ping-pong of k exchanges
   /// each side counts k rounds; a one-way stream counts 1.
   std::int64_t rounds = 0;
+};
+
+/// Rounds of one party over all of its channels: the number of times it
+/// started sending after having received on any of them. In a protocol where
+/// a party sends on one channel and receives on another (a ring of three),
+/// the per-channel count says 1 while the party really waited k times;
+/// this counter says k. Shared by the channels of one party
+/// (Channel::set_round_counter); atomic, so a channel's sends and receives
+/// may come from different threads.
+struct RoundCounter {
+  std::atomic<std::int64_t> rounds{0};
+  std::atomic<bool> last_was_send{false};
+  void reset() {
+    rounds = 0;
+    last_was_send = false;
+  }
 };
 
 inline constexpr std::size_t kMaxTagBytes = 32;
@@ -79,6 +96,9 @@ class Channel {
     stats_ = {};
     last_was_send_ = false;
   }
+  /// Counts this channel's sends and receives into a party-wide counter too.
+  void set_round_counter(std::shared_ptr<RoundCounter> c) { party_rounds_ = std::move(c); }
+
   /// Names the peer in error messages ("party 1 (server)").
   void set_peer_name(std::string name) { peer_ = std::move(name); }
   const std::string& peer_name() const { return peer_; }
@@ -108,6 +128,7 @@ class Channel {
   // Written by the sending and the receiving thread: atomic.
   std::atomic<bool> last_was_send_{false};
   std::atomic<bool> broken_{false};
+  std::shared_ptr<RoundCounter> party_rounds_;
 };
 
 }  // namespace blindfold::net

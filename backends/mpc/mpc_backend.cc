@@ -37,6 +37,17 @@ std::vector<net::Mesh> memory_meshes(int n) {
   return m;
 }
 
+void attach_round_counters(std::vector<net::Mesh>& meshes, std::vector<std::shared_ptr<net::RoundCounter>>& out) {
+  out.clear();
+  for (auto& m : meshes) {
+    auto c = std::make_shared<net::RoundCounter>();
+    for (auto& ch : m.peers) {
+      if (ch) ch->set_round_counter(c);
+    }
+    out.push_back(c);
+  }
+}
+
 // Runs fns[i] on its own thread. When one throws, its channels are closed so
 // the others fail fast; the first error (lowest party among those that threw
 // first-hand) is rethrown.
@@ -80,7 +91,8 @@ std::int64_t sent_bytes(const net::Mesh& m) {
   return b;
 }
 
-void reset_stats(std::vector<net::Mesh>& meshes) {
+void reset_stats(std::vector<net::Mesh>& meshes, std::vector<std::shared_ptr<net::RoundCounter>>& rounds) {
+  for (auto& r : rounds) r->reset();
   for (auto& m : meshes) {
     for (auto& c : m.peers) {
       if (c) c->reset_stats();
@@ -148,6 +160,7 @@ void MpcBackend::setup(const model::Graph& graph, const BackendOptions&) {
   // The client and the helper get the plan as the server would send it.
   const mpcplan::Plan remote = mpcplan::Plan::parse(plan_.serialize());
   meshes_ = memory_meshes(3);
+  attach_round_counters(meshes_, rounds_);
   p_ = std::make_unique<Parties>();
   Parties& P = *p_;
   const int f = settings_.frac_bits;
@@ -167,7 +180,7 @@ void MpcBackend::setup(const model::Graph& graph, const BackendOptions&) {
     }
     run_parties(meshes_, fns);
   }
-  reset_stats(meshes_);
+  reset_stats(meshes_, rounds_);
   run_parties(meshes_, {[&] { P.handles[0] = mpcplan::register_weights(P.proto(0), plan_, &weights_); },
                         [&] { P.handles[1] = mpcplan::register_weights(P.proto(1), remote, nullptr); },
                         [&] { P.handles[2] = mpcplan::register_weights(P.proto(2), remote, nullptr); }});
@@ -185,7 +198,7 @@ std::vector<Tensor> MpcBackend::infer(const std::vector<Tensor>& inputs, RunMetr
   Parties& P = *p_;
   RunMetrics m;
   if (parties_ == 2) {
-    reset_stats(meshes_);
+    reset_stats(meshes_, rounds_);
     const auto t0 = Clock::now();
     run_parties(meshes_, {[&] { P.server2->receive_preprocessing(); },
                           [&] { P.client2->receive_preprocessing(); },
@@ -197,7 +210,7 @@ std::vector<Tensor> MpcBackend::infer(const std::vector<Tensor>& inputs, RunMetr
     m.offline.ms = ms_since(t0);
     m.offline.bytes = sent_bytes(meshes_[2]);
   }
-  reset_stats(meshes_);
+  reset_stats(meshes_, rounds_);
   std::optional<Tensor> out;
   const auto t1 = Clock::now();
   if (parties_ == 2) {
@@ -219,10 +232,9 @@ std::vector<Tensor> MpcBackend::infer(const std::vector<Tensor>& inputs, RunMetr
   }
   m.online.ms = ms_since(t1);
   m.online.bytes = sent_bytes(meshes_[0]) + sent_bytes(meshes_[1]) + sent_bytes(meshes_[2]);
+  // Rounds on the critical path: the most any party waited and answered.
   std::int64_t rounds = 0;
-  for (const auto& c : meshes_[1].peers) {
-    if (c) rounds = std::max(rounds, c->stats().rounds);
-  }
+  for (const auto& r : rounds_) rounds = std::max(rounds, r->rounds.load());
   m.rounds = rounds;
   if (!out) throw_error(ErrorCategory::kInternal, name() + ": the client got no output");
   if (metrics) *metrics = m;

@@ -49,6 +49,7 @@ class MpcBackend final : public Backend {
   mpcplan::Plan plan_;
   std::vector<Tensor> weights_;
   std::vector<net::Mesh> meshes_;
+  std::vector<std::shared_ptr<net::RoundCounter>> rounds_;  // one per party
   std::unique_ptr<Parties> p_;
   PhaseCost setup_cost_;
 };
