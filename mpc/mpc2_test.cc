@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
@@ -995,6 +996,135 @@ TEST(Mpc2, ServerOnlineViewIsIndependentOfClientInput) {
   std::printf("[ mpc2     ] leaky variants: raw input p = %.4g, 48-bit mask p = %.4g\n", p_raw, p48);
   EXPECT_LT(p_raw, 1e-4);
   EXPECT_LT(p48, 1e-4);
+}
+
+}  // namespace
+}  // namespace blindfold::mpc
+
+namespace blindfold::mpc {
+namespace {
+
+// ---- timing of a LeNet-shaped program (models/fmnist-lenet.md) ------------
+// Disabled by default (seconds of preprocessing); run with
+//   --gtest_also_run_disabled_tests --gtest_filter='Mpc2Perf.*'
+// MPC2_PERF_BATCH (default 1) sets the batch.
+
+struct LenetIdx {
+  std::vector<std::uint32_t> im2col1, pool1[4], im2col2, pool2[4], flat;
+};
+
+// Row-major C x (N*H*W) feature maps. im2col rows (c, ky, kx), columns (img, oy, ox).
+std::vector<std::uint32_t> im2col(std::size_t c_in, std::size_t batch, std::size_t h, std::size_t kk) {
+  const std::size_t oh = h - kk + 1;
+  std::vector<std::uint32_t> idx;
+  for (std::size_t c = 0; c < c_in; ++c)
+    for (std::size_t ky = 0; ky < kk; ++ky)
+      for (std::size_t kx = 0; kx < kk; ++kx)
+        for (std::size_t b = 0; b < batch; ++b)
+          for (std::size_t y = 0; y < oh; ++y)
+            for (std::size_t x = 0; x < oh; ++x)
+              idx.push_back(static_cast<std::uint32_t>(c * batch * h * h + b * h * h + (y + ky) * h + x + kx));
+  return idx;
+}
+
+void pool_idx(std::size_t c_in, std::size_t batch, std::size_t h, std::vector<std::uint32_t> out[4]) {
+  const std::size_t oh = h / 2;
+  for (std::size_t c = 0; c < c_in; ++c)
+    for (std::size_t b = 0; b < batch; ++b)
+      for (std::size_t y = 0; y < oh; ++y)
+        for (std::size_t x = 0; x < oh; ++x)
+          for (int corner = 0; corner < 4; ++corner)
+            out[corner].push_back(static_cast<std::uint32_t>(c * batch * h * h + b * h * h + (2 * y + corner / 2) * h +
+                                                             2 * x + corner % 2));
+}
+
+// max over 2x2 windows by a tournament of relus: max(a, b) = b + relu(a - b).
+Shared maxpool(Protocol& p, const Shared& x, const std::vector<std::uint32_t> idx[4]) {
+  const Shared a = gather(x, idx[0]), b = gather(x, idx[1]), c = gather(x, idx[2]), d = gather(x, idx[3]);
+  const Shared ab = sub(a, b), cd = sub(c, d);
+  Shared r;
+  p.relu(concat({&ab, &cd}), nullptr, &r);
+  std::vector<std::uint32_t> first(a.n), second(a.n);
+  for (std::size_t i = 0; i < a.n; ++i) {
+    first[i] = static_cast<std::uint32_t>(i);
+    second[i] = static_cast<std::uint32_t>(a.n + i);
+  }
+  const Shared m1 = add(b, gather(r, first)), m2 = add(d, gather(r, second));
+  Shared r2;
+  p.relu(sub(m1, m2), nullptr, &r2);
+  return add(m2, r2);
+}
+
+TEST(Mpc2Perf, DISABLED_LenetShapes) {
+  const char* env = std::getenv("MPC2_PERF_BATCH");
+  const std::size_t batch = env ? static_cast<std::size_t>(std::atoi(env)) : 1;
+  const int f = 12;
+  std::mt19937_64 rng(11);
+  const auto w1 = small_u64(rng, 16 * 25, f - 2), w2 = small_u64(rng, 16 * 400, f - 4);
+  const auto w3 = small_u64(rng, 100 * 256, f - 4), w4 = small_u64(rng, 10 * 100, f - 3);
+  const auto x = small_u64(rng, batch * 784, f);
+  LenetIdx ix;
+  ix.im2col1 = im2col(1, batch, 28, 5);
+  pool_idx(16, batch, 24, ix.pool1);
+  ix.im2col2 = im2col(16, batch, 12, 5);
+  pool_idx(16, batch, 8, ix.pool2);
+  for (std::size_t c = 0; c < 16; ++c)  // rows (c, y, x), columns img
+    for (std::size_t yx = 0; yx < 16; ++yx)
+      for (std::size_t b = 0; b < batch; ++b) ix.flat.push_back(static_cast<std::uint32_t>(c * batch * 16 + b * 16 + yx));
+  auto program = [&](Protocol& p) {
+    Shared s = p.input(if_party(p, 1, x), x.size());
+    s = p.matmul(0, gather(s, ix.im2col1), 16, 25, batch * 576);
+    p.trunc(s, f);
+    s = maxpool(p, s, ix.pool1);
+    p.relu(s, nullptr, &s);
+    s = p.matmul(1, gather(s, ix.im2col2), 16, 400, batch * 64);
+    p.trunc(s, f);
+    s = maxpool(p, s, ix.pool2);
+    p.relu(s, nullptr, &s);
+    s = p.matmul(2, gather(s, ix.flat), 100, 256, batch);
+    p.trunc(s, f);
+    p.relu(s, nullptr, &s);
+    s = p.matmul(3, s, 10, 100, batch);
+    p.trunc(s, f);
+    return p.reveal_to_client(s);
+  };
+  using Ms = std::chrono::duration<double, std::milli>;
+  double offline_ms = 0, online_ms[2] = {0, 0};
+  std::int64_t pre[2] = {0, 0}, online_bytes[2] = {0, 0}, rounds[2] = {0, 0};
+  net::simulate(3, [&](Mesh& m) {
+    auto setup = [&](Protocol& p) {
+      for (const auto* w : {&w1, &w2, &w3, &w4}) p.register_weights(if_party(p, 0, *w), w->size());
+    };
+    if (m.self == 2) {
+      Mpc2Dealer d(m.to(0), m.to(1));
+      setup(d);
+      const auto t0 = std::chrono::steady_clock::now();
+      d.begin_query();
+      program(d);
+      d.end_query();
+      offline_ms = Ms(std::chrono::steady_clock::now() - t0).count();
+      return;
+    }
+    const int self = m.self;
+    Mpc2Party p(self, m.to(1 - self), m.to(2));
+    setup(p);
+    p.receive_preprocessing();
+    pre[self] = m.to(2).stats().received.bytes;
+    m.to(1 - self).reset_stats();
+    const auto t0 = std::chrono::steady_clock::now();
+    p.begin_query();
+    program(p);
+    p.end_query();
+    online_ms[self] = Ms(std::chrono::steady_clock::now() - t0).count();
+    online_bytes[self] = m.to(1 - self).stats().sent.bytes;
+    rounds[self] = m.to(1 - self).stats().rounds;
+  });
+  std::printf("[ mpc2     ] LeNet batch %zu: online server %.1f ms, client %.1f ms; sent server %lld B, client %lld B, "
+              "rounds %lld/%lld; dealer %.0f ms, bundles %lld / %lld B\n",
+              batch, online_ms[0], online_ms[1], static_cast<long long>(online_bytes[0]),
+              static_cast<long long>(online_bytes[1]), static_cast<long long>(rounds[0]),
+              static_cast<long long>(rounds[1]), offline_ms, static_cast<long long>(pre[0]),
+              static_cast<long long>(pre[1]));
 }
 
 }  // namespace
