@@ -83,6 +83,21 @@ void add_zero_share(Prg& self, Prg& next, std::span<u64> z) {
 
 void fill_words(Prg& prg, std::span<u64> out) { prg.fill(bytes_of(out)); }
 
+// The even-position bits of x packed into the low half (bit 2k -> bit k);
+// portable (no BMI2 pext) and vectorisable.
+constexpr u64 even_bits(u64 x) {
+  x &= 0x5555555555555555ULL;
+  x = (x | (x >> 1)) & 0x3333333333333333ULL;
+  x = (x | (x >> 2)) & 0x0F0F0F0F0F0F0F0FULL;
+  x = (x | (x >> 4)) & 0x00FF00FF00FF00FFULL;
+  x = (x | (x >> 8)) & 0x0000FFFF0000FFFFULL;
+  x = (x | (x >> 16)) & 0x00000000FFFFFFFFULL;
+  return x;
+}
+constexpr u64 odd_bits(u64 x) { return even_bits(x >> 1); }
+static_assert(even_bits(0b1101) == 0b11 && odd_bits(0b1101) == 0b10);
+static_assert(odd_bits(u64{1} << 63) == u64{1} << 31);
+
 // A share-component mask: all ones when `on`, else zero.
 constexpr u64 mask_if(bool on) { return on ? ~u64{0} : u64{0}; }
 
@@ -121,7 +136,6 @@ Mpc3Party::Mpc3Party(int party, net::Channel& next, net::Channel& prev, Mpc3Opti
 Mpc3Party::~Mpc3Party() {
   OPENSSL_cleanse(k_self_.data(), k_self_.size());
   OPENSSL_cleanse(k_next_.data(), k_next_.size());
-  if (!scratch_.empty()) OPENSSL_cleanse(scratch_.data(), scratch_.size() * sizeof(u64));
 }
 
 // ---- helpers -------------------------------------------------------------
@@ -409,9 +423,8 @@ void Mpc3Party::trunc(Shared& x, int bits) {
 //  - Round 1: a 3-to-2 carry-save adder: s = x_0^x_1^x_2 (local), maj =
 //    ((x_0^x_2) & (x_1^x_2)) ^ x_2 (one AND), q = maj << 1; x = s + q.
 //  - Round 2: G = s & q, P = s ^ q.
-//  - Rounds 3-8: Kogge-Stone [KS73]: G ^= P & (G << k), P &= P << k for
-//    k = 1..32 (one round per level; the last level skips P). The carry
-//    into bit 63 is then bit 62 of G, and MSB = P_63 ^ G_62.
+//  - Rounds 3-8: a binary carry tree over bits 0..62 (bit 63 made a
+//    neutral position), 6 levels, each one round; MSB = P_63 ^ carry.
 //  - DReLU d = 1 ^ MSB, a boolean sharing d_0 ^ d_1 ^ d_2 of one bit.
 //  - Rounds 9-10: bit injection: [d_j] = (d_j in slot j) are arithmetic
 //    sharings; t = d_0 ^ d_1 = d_0 + d_1 - 2 d_0 d_1 and d_2 x (round 9),
@@ -426,7 +439,7 @@ void Mpc3Party::relu(const Shared& x, Shared* drelu, Shared* relu) {
   const std::uint64_t c = calls_++;
   Prg self(k_self_, c), next(k_next_, c);
   const std::size_t n = x.n;
-  std::span<u64> buf = scratch(13 * n);
+  std::span<u64> buf = scratch(13 * n);  // 7n state, 3n sent, 3n received
   u64* const g0 = buf.data();
   u64* const g1 = g0 + n;
   u64* const p0 = g1 + n;
@@ -454,51 +467,78 @@ void Mpc3Party::relu(const Shared& x, Shared* drelu, Shared* relu) {
   add_zero_share<true>(self, next, {snd, n});
   exchange("relu", {snd, n}, {rcv, n});
 
-  // Round 2: q = maj << 1; G = s & q (sent from g0, received into g1).
+  // Round 2: q = maj << 1; G = s & q (sent from g0, received into g1),
+  // P = s ^ q. P_63 is kept for the MSB; then bit 63 becomes a neutral
+  // "propagate, no generate" position (G_63 = 0 in every component, P_63 =
+  // 1 xored into slot 0), so that the tree's group over bits 0..63 yields the
+  // carry into bit 63.
+  constexpr u64 kBit63 = u64{1} << 63;
+  const u64 p63_0 = i == 0 ? kBit63 : 0, p63_1 = i == 2 ? kBit63 : 0;
   for (std::size_t j = 0; j < n; ++j) {
     const u64 q0 = (snd[j] ^ (s0[j] & xm0)) << 1;
     const u64 q1 = (rcv[j] ^ (s1[j] & xm1)) << 1;
     g0[j] = (s0[j] & q0) ^ (s0[j] & q1) ^ (s1[j] & q0);
     const u64 pp0 = s0[j] ^ q0, pp1 = s1[j] ^ q1;
-    p0[j] = pp0;
-    p1[j] = pp1;
     top[j] = (pp0 >> 63) | ((pp1 >> 63) << 1);
+    p0[j] = (pp0 & ~kBit63) ^ p63_0;
+    p1[j] = (pp1 & ~kBit63) ^ p63_1;
   }
   add_zero_share<true>(self, next, {g0, n});
   exchange("relu", {g0, n}, {g1, n});
+  for (std::size_t j = 0; j < n; ++j) {
+    g0[j] &= ~kBit63;
+    g1[j] &= ~kBit63;
+  }
 
-  // Rounds 3-8: Kogge-Stone prefix of (G, P).
-  for (int k = 1; k <= 32; k *= 2) {
-    const bool with_p = k < 32;
+  // Rounds 3-8: the carry tree. Level L (1..6) combines adjacent groups of
+  // 2^(L-1) bits (hi = odd position, lo = even position of the packed
+  // words): G = G_hi ^ (P_hi & G_lo), P = P_hi & P_lo (G and P of a group
+  // are never both 1, so ^ is |). This is the part of the Kogge-Stone prefix
+  // network [KS73] that reaches the one carry we need (the upward sweep of a
+  // Brent-Kung adder): level L ANDs only 64 >> L bits per element, which are
+  // sent packed, 64 / w elements to a word.
+  for (int level = 1; level <= 6; ++level) {
+    const unsigned w = 64u >> level;  // output bits per element
+    const unsigned per_word_log = static_cast<unsigned>(level);  // log2(64 / w)
+    const std::size_t per_word = std::size_t{1} << per_word_log;
+    const std::size_t words = (n + per_word - 1) / per_word;
+    const bool with_p = level < 6;
+    const u64 wmask = w == 64 ? ~u64{0} : (u64{1} << w) - 1;
+    const std::size_t total = with_p ? 2 * words : words;
+    std::memset(snd, 0, total * sizeof(u64));
     for (std::size_t j = 0; j < n; ++j) {
-      const u64 gs0 = g0[j] << k, gs1 = g1[j] << k;
-      snd[j] = (p0[j] & gs0) ^ (p0[j] & gs1) ^ (p1[j] & gs0);
+      const u64 gh0 = odd_bits(g0[j]), gl0 = even_bits(g0[j]);
+      const u64 gh1 = odd_bits(g1[j]), gl1 = even_bits(g1[j]);
+      const u64 ph0 = odd_bits(p0[j]), pl0 = even_bits(p0[j]);
+      const u64 ph1 = odd_bits(p1[j]), pl1 = even_bits(p1[j]);
+      const std::size_t t = j >> per_word_log;
+      const unsigned sh = static_cast<unsigned>(j & (per_word - 1)) * w;
+      snd[t] |= ((ph0 & gl0) ^ (ph0 & gl1) ^ (ph1 & gl0)) << sh;
+      if (with_p) snd[words + t] |= ((ph0 & pl0) ^ (ph0 & pl1) ^ (ph1 & pl0)) << sh;
+      g0[j] = gh0;
+      g1[j] = gh1;
     }
-    if (with_p) {
-      for (std::size_t j = 0; j < n; ++j) {
-        const u64 ps0 = p0[j] << k, ps1 = p1[j] << k;
-        snd[n + j] = (p0[j] & ps0) ^ (p0[j] & ps1) ^ (p1[j] & ps0);
+    add_zero_share<true>(self, next, {snd, total});
+    exchange("relu", {snd, total}, {rcv, total});
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t t = j >> per_word_log;
+      const unsigned sh = static_cast<unsigned>(j & (per_word - 1)) * w;
+      g0[j] ^= (snd[t] >> sh) & wmask;
+      g1[j] ^= (rcv[t] >> sh) & wmask;
+      if (with_p) {
+        p0[j] = (snd[words + t] >> sh) & wmask;
+        p1[j] = (rcv[words + t] >> sh) & wmask;
       }
-    }
-    const std::size_t words = with_p ? 2 * n : n;
-    add_zero_share<true>(self, next, {snd, words});
-    exchange("relu", {snd, words}, {rcv, words});
-    for (std::size_t j = 0; j < n; ++j) {
-      g0[j] ^= snd[j];
-      g1[j] ^= rcv[j];
-    }
-    if (with_p) {
-      std::memcpy(p0, snd + n, n * sizeof(u64));
-      std::memcpy(p1, rcv + n, n * sizeof(u64));
     }
   }
 
-  // The DReLU bit's boolean components (0/1), into p0/p1; the public 1 is
+  // g now holds the carry into bit 63 (bit 0); MSB = P_63 ^ carry. The
+  // DReLU bit's boolean components (0/1), into p0/p1; the public 1 is
   // xored into slot 0 (party 0's component 0, party 2's component 1).
   const u64 one0 = i == 0 ? 1 : 0, one1 = i == 2 ? 1 : 0;
   for (std::size_t j = 0; j < n; ++j) {
-    p0[j] = ((top[j] & 1) ^ ((g0[j] >> 62) & 1)) ^ one0;
-    p1[j] = (((top[j] >> 1) & 1) ^ ((g1[j] >> 62) & 1)) ^ one1;
+    p0[j] = (top[j] & 1) ^ g0[j] ^ one0;
+    p1[j] = ((top[j] >> 1) & 1) ^ g1[j] ^ one1;
   }
 
   // Round 9: [d_0][d_1] and [d_2][x]. Arithmetic sharings of the bits:

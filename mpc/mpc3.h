@@ -26,8 +26,12 @@
 //    except with probability 2^(l+1-64) for |x| < 2^l.
 //  - relu/drelu: MSB by bit decomposition: boolean sharings of x_0, x_1, x_2
 //    (local), a 3-to-2 carry-save adder (1 round), generate/propagate
-//    (1 round) and a Kogge-Stone carry into bit 63 (6 rounds), then the bit
-//    is lifted to Z_2^64 and multiplied by x (2 rounds). 10 rounds.
+//    (1 round) and the carry into bit 63 by a binary tree of (G, P) combines
+//    (6 rounds; the part of a Kogge-Stone network that reaches that one
+//    carry, sent bit-packed: level L carries 64 >> L bits per element),
+//    then the bit is lifted to Z_2^64 and multiplied by x (2 rounds).
+//    10 rounds; per element each party sends about 72 bytes for ReLU with
+//    DReLU (16 + 16 for the adder, 40 for the lift), 56 for DReLU alone.
 //  - reveal_to_client: party 0 sends x_0 to the client.
 #pragma once
 
