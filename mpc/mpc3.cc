@@ -83,20 +83,26 @@ void add_zero_share(Prg& self, Prg& next, std::span<u64> z) {
 
 void fill_words(Prg& prg, std::span<u64> out) { prg.fill(bytes_of(out)); }
 
-// The even-position bits of x packed into the low half (bit 2k -> bit k);
-// portable (no BMI2 pext) and vectorisable.
-constexpr u64 even_bits(u64 x) {
-  x &= 0x5555555555555555ULL;
-  x = (x | (x >> 1)) & 0x3333333333333333ULL;
-  x = (x | (x >> 2)) & 0x0F0F0F0F0F0F0F0FULL;
-  x = (x | (x >> 4)) & 0x00FF00FF00FF00FFULL;
-  x = (x | (x >> 8)) & 0x0000FFFF0000FFFFULL;
-  x = (x | (x >> 16)) & 0x00000000FFFFFFFFULL;
+// Exchanges the bits of x at positions p (m set) and p + d.
+constexpr u64 delta_swap(u64 x, u64 m, unsigned d) {
+  const u64 t = ((x >> d) ^ x) & m;
+  return x ^ t ^ (t << d);
+}
+// The bit-index-reversal permutation: bit p moves to position rev6(p), by
+// swapping index bits (0,5), (1,4), (2,3). Afterwards the binary tree over
+// bit positions pairs the upper and the lower half of every block: level L
+// combines hi = x >> w with lo = x & (2^w - 1), w = 64 >> L.
+constexpr u64 index_reverse(u64 x) {
+  x = delta_swap(x, 0x00000000AAAAAAAAULL, 31);
+  x = delta_swap(x, 0x0000CCCC0000CCCCULL, 14);
+  x = delta_swap(x, 0x00F000F000F000F0ULL, 4);
   return x;
 }
-constexpr u64 odd_bits(u64 x) { return even_bits(x >> 1); }
-static_assert(even_bits(0b1101) == 0b11 && odd_bits(0b1101) == 0b10);
-static_assert(odd_bits(u64{1} << 63) == u64{1} << 31);
+static_assert(index_reverse(u64{1} << 1) == u64{1} << 32);
+static_assert(index_reverse(u64{1} << 3) == u64{1} << 48);
+static_assert(index_reverse(u64{1} << 6) == u64{1} << 24);
+static_assert(index_reverse(u64{1} << 63) == u64{1} << 63);
+static_assert(index_reverse(index_reverse(0x0123456789ABCDEFULL)) == 0x0123456789ABCDEFULL);
 
 // A share-component mask: all ones when `on`, else zero.
 constexpr u64 mask_if(bool on) { return on ? ~u64{0} : u64{0}; }
@@ -486,48 +492,53 @@ void Mpc3Party::relu(const Shared& x, Shared* drelu, Shared* relu) {
   add_zero_share<true>(self, next, {g0, n});
   exchange("relu", {g0, n}, {g1, n});
   for (std::size_t j = 0; j < n; ++j) {
-    g0[j] &= ~kBit63;
-    g1[j] &= ~kBit63;
+    g0[j] = index_reverse(g0[j] & ~kBit63);
+    g1[j] = index_reverse(g1[j] & ~kBit63);
+    p0[j] = index_reverse(p0[j]);
+    p1[j] = index_reverse(p1[j]);
   }
 
   // Rounds 3-8: the carry tree. Level L (1..6) combines adjacent groups of
-  // 2^(L-1) bits (hi = odd position, lo = even position of the packed
-  // words): G = G_hi ^ (P_hi & G_lo), P = P_hi & P_lo (G and P of a group
-  // are never both 1, so ^ is |). This is the part of the Kogge-Stone prefix
-  // network [KS73] that reaches the one carry we need (the upward sweep of a
-  // Brent-Kung adder): level L ANDs only 64 >> L bits per element, which are
-  // sent packed, 64 / w elements to a word.
+  // 2^(L-1) bits, hi and lo (the halves of the index-reversed words): G =
+  // G_hi ^ (P_hi & G_lo), P = P_hi & P_lo (G and P of a group are never
+  // both 1, so ^ is |). This is the part of the Kogge-Stone prefix network
+  // [KS73] that reaches the one carry we need (the upward sweep of a
+  // Brent-Kung adder): level L ANDs only w = 64 >> L bits per element, which
+  // are sent packed, 64 / w elements to a word.
   for (int level = 1; level <= 6; ++level) {
     const unsigned w = 64u >> level;  // output bits per element
-    const unsigned per_word_log = static_cast<unsigned>(level);  // log2(64 / w)
-    const std::size_t per_word = std::size_t{1} << per_word_log;
+    const std::size_t per_word = std::size_t{1} << level;
     const std::size_t words = (n + per_word - 1) / per_word;
     const bool with_p = level < 6;
-    const u64 wmask = w == 64 ? ~u64{0} : (u64{1} << w) - 1;
+    const u64 wmask = (u64{1} << w) - 1;
     const std::size_t total = with_p ? 2 * words : words;
-    std::memset(snd, 0, total * sizeof(u64));
-    for (std::size_t j = 0; j < n; ++j) {
-      const u64 gh0 = odd_bits(g0[j]), gl0 = even_bits(g0[j]);
-      const u64 gh1 = odd_bits(g1[j]), gl1 = even_bits(g1[j]);
-      const u64 ph0 = odd_bits(p0[j]), pl0 = even_bits(p0[j]);
-      const u64 ph1 = odd_bits(p1[j]), pl1 = even_bits(p1[j]);
-      const std::size_t t = j >> per_word_log;
-      const unsigned sh = static_cast<unsigned>(j & (per_word - 1)) * w;
-      snd[t] |= ((ph0 & gl0) ^ (ph0 & gl1) ^ (ph1 & gl0)) << sh;
-      if (with_p) snd[words + t] |= ((ph0 & pl0) ^ (ph0 & pl1) ^ (ph1 & pl0)) << sh;
-      g0[j] = gh0;
-      g1[j] = gh1;
+    for (std::size_t t = 0; t < words; ++t) {
+      const std::size_t j0 = t * per_word, j1 = std::min(n, j0 + per_word);
+      u64 zg = 0, zp = 0;
+      for (std::size_t j = j0; j < j1; ++j) {
+        const unsigned sh = static_cast<unsigned>(j - j0) * w;
+        const u64 gh0 = g0[j] >> w, gl0 = g0[j] & wmask, gh1 = g1[j] >> w, gl1 = g1[j] & wmask;
+        const u64 ph0 = p0[j] >> w, pl0 = p0[j] & wmask, ph1 = p1[j] >> w, pl1 = p1[j] & wmask;
+        zg |= ((ph0 & gl0) ^ (ph0 & gl1) ^ (ph1 & gl0)) << sh;
+        zp |= ((ph0 & pl0) ^ (ph0 & pl1) ^ (ph1 & pl0)) << sh;
+        g0[j] = gh0;
+        g1[j] = gh1;
+      }
+      snd[t] = zg;
+      if (with_p) snd[words + t] = zp;
     }
     add_zero_share<true>(self, next, {snd, total});
     exchange("relu", {snd, total}, {rcv, total});
-    for (std::size_t j = 0; j < n; ++j) {
-      const std::size_t t = j >> per_word_log;
-      const unsigned sh = static_cast<unsigned>(j & (per_word - 1)) * w;
-      g0[j] ^= (snd[t] >> sh) & wmask;
-      g1[j] ^= (rcv[t] >> sh) & wmask;
-      if (with_p) {
-        p0[j] = (snd[words + t] >> sh) & wmask;
-        p1[j] = (rcv[words + t] >> sh) & wmask;
+    for (std::size_t t = 0; t < words; ++t) {
+      const std::size_t j0 = t * per_word, j1 = std::min(n, j0 + per_word);
+      const u64 mg0 = snd[t], mg1 = rcv[t];
+      const u64 mp0 = with_p ? snd[words + t] : 0, mp1 = with_p ? rcv[words + t] : 0;
+      for (std::size_t j = j0; j < j1; ++j) {
+        const unsigned sh = static_cast<unsigned>(j - j0) * w;
+        g0[j] ^= (mg0 >> sh) & wmask;
+        g1[j] ^= (mg1 >> sh) & wmask;
+        p0[j] = (mp0 >> sh) & wmask;
+        p1[j] = (mp1 >> sh) & wmask;
       }
     }
   }
