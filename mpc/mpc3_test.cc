@@ -353,14 +353,23 @@ TEST(Mpc3Test, RoundsAndBytesPerOp) {
   for (std::size_t j = 0; j < n; ++j) idx[j] = static_cast<std::uint32_t>(j);
   // [party][op]
   std::array<std::array<Counts, 6>, 3> got{};
+  std::array<std::array<std::int64_t, 6>, 3> rounds{};  // party-wide rounds
   const char* names[6] = {"input", "mul", "trunc", "relu (both)", "drelu only", "reveal"};
   run3([&](Mpc3Party& p, net::Mesh& m) {
     const int h = p.register_weights(if_party(m.self, 0, w), n);
     (void)h;
+    // A ring protocol sends on one channel and receives on the other, so the
+    // per-channel round counts stay at 1; the party-wide counter sees them.
+    auto counter = std::make_shared<net::RoundCounter>();
+    for (auto& c : m.peers) {
+      if (c) c->set_round_counter(counter);
+    }
     auto step = [&](int op, const std::function<void()>& f) {
       const Counts before = totals(m);
+      counter->reset();
       f();
       got[m.self][op] = totals(m) - before;
+      rounds[m.self][op] = counter->rounds;
     };
     Shared a, b, d, r;
     step(0, [&] { a = p.input(if_party(m.self, 1, x), n); });
@@ -380,6 +389,9 @@ TEST(Mpc3Test, RoundsAndBytesPerOp) {
   }
   for (int i = 0; i < 3; ++i) {
     // One message per round in each ring direction: relu is 10 rounds.
+    EXPECT_EQ(rounds[i][3], 10) << "party " << i;
+    EXPECT_EQ(rounds[i][4], 10) << "party " << i;
+    EXPECT_EQ(rounds[i][1], 1) << "party " << i;
     EXPECT_EQ(got[i][3].sent_msgs, 10) << "party " << i;
     EXPECT_EQ(got[i][3].recv_msgs, 10) << "party " << i;
     EXPECT_EQ(got[i][4].sent_msgs, 10) << "party " << i;
