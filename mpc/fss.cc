@@ -51,11 +51,12 @@ void wipe(void* p, std::size_t n) noexcept {
 
 namespace {
 
-// Gates per sub-batch: the evaluation state (2 input and 2 output blocks,
-// seed, value, t per gate: ~100 bytes) stays in L1/L2.
-constexpr std::size_t kSub = 512;
-// Sub-batches per task at least (a pool wake-up costs tens of microseconds).
-constexpr std::int64_t kGrain = 4;
+// Gates per sub-batch: the evaluation state (2 AES inputs, value, x, t: ~60
+// bytes per gate) stays in L2, and each level's corrections are read in runs
+// of 32 KB. A sub-batch is ~1 ms of work, far above a pool wake-up, so one
+// sub-batch is enough for a task.
+constexpr std::size_t kSub = 2048;
+constexpr std::int64_t kGrain = 1;
 
 constexpr int kReluBits = 63;
 constexpr u64 kLow63 = (u64{1} << 63) - 1;
@@ -163,7 +164,22 @@ struct GenScratch {
   }
 };
 
-void gen_range(GenScratch& g, DcfCorrections& cw, const u64* alpha, const Block* beta,
+// Where gen writes the corrections: level-major blocks (possibly unaligned,
+// inside a serialization buffer), one unpacked t byte per entry.
+struct GenOut {
+  int bits = 0;
+  std::size_t count = 0;
+  std::uint8_t* seed = nullptr;   // [bits * count] blocks
+  std::uint8_t* value = nullptr;  // [bits * count] blocks
+  std::uint8_t* t = nullptr;      // [bits * count] bytes
+  std::uint8_t* final_cw = nullptr;  // [count] blocks
+};
+
+inline void put(std::uint8_t* base, std::size_t k, Block b) {
+  std::memcpy(base + k * sizeof(Block), &b, sizeof b);
+}
+
+void gen_range(GenScratch& g, const GenOut& cw, const u64* alpha, const Block* beta,
                const Block* root0, const Block* root1, std::size_t begin, std::size_t end) {
   const std::size_t n = end - begin;
   const int bits = cw.bits;
@@ -219,9 +235,9 @@ void gen_range(GenScratch& g, DcfCorrections& cw, const u64* alpha, const Block*
       const unsigned tr_cw = tr0 ^ tr1 ^ a;
       const unsigned t_keep_cw = a ? tr_cw : tl_cw;
 
-      cw.seed_cw[row + i] = s_cw;
-      cw.value_cw[row + i] = v_cw;
-      cw.t_cw[row + i] = static_cast<std::uint8_t>(tl_cw | (tr_cw << 1));
+      put(cw.seed, row + i, s_cw);
+      put(cw.value, row + i, v_cw);
+      cw.t[row + i] = static_cast<std::uint8_t>(tl_cw | (tr_cw << 1));
 
       // s_b = s_b^Keep ^ t_b s_CW; t_b = t_b^Keep ^ t_b t^Keep_CW.
       const u64 m0 = u64{0} - g.t0[i], m1 = u64{0} - g.t1[i];
@@ -234,20 +250,37 @@ void gen_range(GenScratch& g, DcfCorrections& cw, const u64* alpha, const Block*
   // CW^{(n+1)} = (-1)^{t1} [Convert(s1) - Convert(s0) - V_alpha].
   for (std::size_t i = 0; i < n; ++i) {
     const u64 sign1 = u64{0} - g.t1[i];
-    cw.final_cw[begin + i] = bsign(bsub(bsub(g.s1[i], g.s0[i]), g.valpha[i]), sign1);
+    put(cw.final_cw, begin + i, bsign(bsub(bsub(g.s1[i], g.s0[i]), g.valpha[i]), sign1));
   }
 }
 
 // ---- Eval (Fig. 3, Eval^<) -------------------------------------------------
 
+// A block as a GCC/Clang vector of two u64 (lo, hi): one SSE register.
+typedef u64 V2 __attribute__((vector_size(16)));
+inline V2 ld(const Block* p) {
+  V2 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void st(Block* p, V2 v) { std::memcpy(static_cast<void*>(p), &v, sizeof v); }
+
+// Gates per AES call inside a level: the corrections of the next piece are
+// prefetched while this one is encrypted and processed, so that memory
+// traffic (33 bytes per gate and level) overlaps the AES work.
+constexpr std::size_t kPiece = 64;
+constexpr std::size_t kPrefetch = 128;
+
 struct EvalScratch {
   FixedAes aes;
-  std::vector<Block> in = std::vector<Block>(2 * kSub), enc = std::vector<Block>(2 * kSub);
-  std::vector<Block> seed = std::vector<Block>(kSub), value = std::vector<Block>(kSub);
+  std::vector<Block> in = std::vector<Block>(2 * kSub), enc = std::vector<Block>(2 * kPiece);
+  std::vector<Block> value = std::vector<Block>(kSub);
+  std::vector<u64> xs = std::vector<u64>(kSub);
   std::vector<std::uint8_t> t = std::vector<std::uint8_t>(kSub);
   std::vector<Block> out = std::vector<Block>(kSub);  // for callers that post-process
   ~EvalScratch() {
-    for (auto* v : {&in, &enc, &seed, &value, &out}) wipe_vec(*v);
+    for (auto* v : {&in, &enc, &value, &out}) wipe_vec(*v);
+    wipe_vec(xs);
     wipe_vec(t);
   }
 };
@@ -259,56 +292,80 @@ void eval_range(EvalScratch& e, int party, const DcfCorrections& cw, const Block
   const int bits = cw.bits;
   const std::size_t count = cw.count;
   Block* const in = e.in.data();
-  const Block* const enc = e.enc.data();
+  Block* const enc = e.enc.data();
   Block* const value = e.value.data();
+  u64* const xs = e.xs.data();
   std::uint8_t* const t = e.t.data();
-  {
-    const int shift = bits - 1;
-    for (std::size_t i = 0; i < n; ++i) {
-      const Block s = root[begin + i];
-      const u64 j = 2 * (((x[begin + i] & xmask) >> shift) & 1);
-      in[2 * i] = Block{s.lo ^ j, s.hi};
-      in[2 * i + 1] = Block{s.lo ^ j ^ 1, s.hi};
-      t[i] = static_cast<std::uint8_t>(party);
-      value[i] = Block{};
-    }
+  // in[2i] = s ^ 2 x_i, in[2i+1] = s ^ (2 x_i + 1): the chosen side's
+  // G_j inputs. xs[i] = x aligned to bit 63, so that level l reads bit 63
+  // of xs << l.
+  for (std::size_t i = 0; i < n; ++i) {
+    xs[i] = (x[begin + i] & xmask) << (64 - bits);
+    const V2 s = ld(&root[begin + i]);
+    const V2 j = {(xs[i] >> 63) << 1, 0};
+    st(&in[2 * i], s ^ j);
+    st(&in[2 * i + 1], s ^ j ^ V2{1, 0});
+    t[i] = static_cast<std::uint8_t>(party);
+    value[i] = Block{};
   }
+  const V2 clear_t = {~u64{1}, ~u64{0}};
+  const V2 one_lo = {1, 0};
   for (int level = 0; level < bits; ++level) {
-    e.aes.encrypt(in, e.enc.data(), 2 * n);
-    const int shift = bits - 1 - level;
     const std::size_t row = static_cast<std::size_t>(level) * count + begin;
     const Block* const scw = cw.seed_cw.data() + row;
     const Block* const vcw = cw.value_cw.data() + row;
     const std::uint8_t* const tcw = cw.t_cw.data() + row;
-    const bool last = level + 1 == bits;
-    for (std::size_t i = 0; i < n; ++i) {
-      const u64 xv = x[begin + i] & xmask;
-      const unsigned xi = static_cast<unsigned>(xv >> shift) & 1u;
-      const u64 m = u64{0} - t[i];  // t^{(i-1)} as a mask
-      const Block o0 = bxor(enc[2 * i], in[2 * i]);      // G_{2 x_i}(s)
-      const Block o1 = bxor(enc[2 * i + 1], in[2 * i + 1]);  // G_{2 x_i + 1}(s)
-      // tau ^= t [s_CW || t_CW]: the chosen side's seed and t bit.
-      const Block s{(o0.lo & ~u64{1}) ^ (scw[i].lo & m), o0.hi ^ (scw[i].hi & m)};
-      const std::uint8_t tn =
-          static_cast<std::uint8_t>((o0.lo & 1) ^ (t[i] & (tcw[i] >> xi) & 1u));
-      // V += Convert(v^{x_i}) + t V_CW (the sign (-1)^b is applied at the end).
-      value[i] = badd(value[i], badd(o1, band(vcw[i], m)));
-      t[i] = tn;
-      if (!last) {
-        const u64 j = 2 * ((xv >> (shift - 1)) & 1);
-        in[2 * i] = Block{s.lo ^ j, s.hi};
-        in[2 * i + 1] = Block{s.lo ^ j ^ 1, s.hi};
-      } else {
-        e.seed[i] = s;
+    for (std::size_t p = 0; p < n; p += kPiece) {
+      const std::size_t q = std::min(n, p + kPiece);
+      e.aes.encrypt(in + 2 * p, enc, 2 * (q - p));
+      for (std::size_t i = p; i < q; ++i) {
+        // The corrections kPrefetch gates ahead (they arrive while the
+        // next piece is encrypted).
+        if (kPrefetch != 0 && i + kPrefetch < n) {
+          __builtin_prefetch(scw + i + kPrefetch);
+          __builtin_prefetch(vcw + i + kPrefetch);
+        }
+        const Block* const o = enc + 2 * (i - p);
+        const V2 o0 = ld(o) ^ ld(&in[2 * i]);          // G_{2 x_i}(s)
+        const V2 o1 = ld(o + 1) ^ ld(&in[2 * i + 1]);  // G_{2 x_i + 1}(s)
+        const u64 ti = t[i];
+        const V2 m = V2{0, 0} - ti;  // t^{(i-1)} as a mask
+        const u64 xl = xs[i] << level;
+        const unsigned xi = static_cast<unsigned>(xl >> 63);
+        // tau ^= t [s_CW || t_CW]: the chosen side's seed and t bit.
+        const V2 s = (o0 & clear_t) ^ (ld(&scw[i]) & m);
+        t[i] = static_cast<std::uint8_t>((o0[0] & 1) ^ (ti & (tcw[i] >> xi)));
+        // V += Convert(v^{x_i}) + t V_CW (the sign (-1)^b is applied at the end).
+        st(&value[i], ld(&value[i]) + o1 + (ld(&vcw[i]) & m));
+        // Next level's inputs; after the last level j = 0 and in[2i] = s.
+        const V2 j = {((xl << 1) >> 63) << 1, 0};
+        st(&in[2 * i], s ^ j);
+        st(&in[2 * i + 1], s ^ j ^ one_lo);
       }
     }
   }
   // V += Convert(s) + t CW^{(n+1)}; party 1 negates the whole sum.
   const u64 neg = u64{0} - static_cast<u64>(party);
   for (std::size_t i = 0; i < n; ++i) {
-    const u64 m = u64{0} - t[i];
-    const Block v = badd(value[i], badd(e.seed[i], band(cw.final_cw[begin + i], m)));
-    out[i] = bsign(v, neg);
+    const V2 m = V2{0, 0} - static_cast<u64>(t[i]);
+    const V2 v = ld(&value[i]) + ld(&in[2 * i]) + (ld(&cw.final_cw[begin + i]) & m);
+    st(&out[i], (v ^ neg) - neg);
+  }
+}
+
+// Packs t entries (2 bits each) 4 per byte; unused bits of the last byte 0.
+void pack_t(const std::uint8_t* t, std::size_t entries, std::uint8_t* out) {
+  for (std::size_t k = 0; k < entries / 4; ++k) {
+    const std::uint8_t* q = t + 4 * k;
+    out[k] = static_cast<std::uint8_t>((q[0] & 3u) | (q[1] & 3u) << 2 | (q[2] & 3u) << 4 |
+                                       (q[3] & 3u) << 6);
+  }
+  if (entries % 4 != 0) {
+    std::uint8_t byte = 0;
+    for (std::size_t k = entries / 4 * 4; k < entries; ++k) {
+      byte = static_cast<std::uint8_t>(byte | (t[k] & 3u) << (2 * (k % 4)));
+    }
+    out[entries / 4] = byte;
   }
 }
 
@@ -346,13 +403,7 @@ void DcfCorrections::serialize(std::vector<std::uint8_t>& out) const {
   std::memcpy(p, value_cw.data(), entries * sizeof(Block));
   p += entries * sizeof(Block);
   const std::size_t t_bytes = (entries + 3) / 4;
-  for (std::size_t k = 0; k < t_bytes; ++k) {
-    std::uint8_t byte = 0;
-    for (std::size_t q = 0; q < 4 && 4 * k + q < entries; ++q) {
-      byte = static_cast<std::uint8_t>(byte | ((t_cw[4 * k + q] & 3u) << (2 * q)));
-    }
-    p[k] = byte;
-  }
+  pack_t(t_cw.data(), entries, p);
   p += t_bytes;
   std::memcpy(p, final_cw.data(), count * sizeof(Block));
 }
@@ -401,8 +452,10 @@ DcfCorrections DcfCorrections::parse(int bits, std::size_t count,
 
 // ---- DCF -------------------------------------------------------------------
 
-DcfCorrections dcf_gen(int bits, std::span<const u64> alpha, std::span<const Block> beta,
-                       std::span<const Block> root0, std::span<const Block> root1) {
+namespace {
+
+void check_gen_args(int bits, std::span<const u64> alpha, std::span<const Block> beta,
+                    std::span<const Block> root0, std::span<const Block> root1) {
   check_bits(bits, "dcf_gen");
   const std::size_t count = alpha.size();
   if (beta.size() != count || root0.size() != count || root1.size() != count) {
@@ -416,6 +469,23 @@ DcfCorrections dcf_gen(int bits, std::span<const u64> alpha, std::span<const Blo
                       std::to_string(bits) + " bits");
     }
   }
+}
+
+void run_gen(const GenOut& out, std::span<const u64> alpha, std::span<const Block> beta,
+             std::span<const Block> root0, std::span<const Block> root1) {
+  for_sub_batches(
+      out.count, [] { return std::make_unique<GenScratch>(); },
+      [&](std::unique_ptr<GenScratch>& g, std::size_t begin, std::size_t end) {
+        gen_range(*g, out, alpha.data(), beta.data(), root0.data(), root1.data(), begin, end);
+      });
+}
+
+}  // namespace
+
+DcfCorrections dcf_gen(int bits, std::span<const u64> alpha, std::span<const Block> beta,
+                       std::span<const Block> root0, std::span<const Block> root1) {
+  check_gen_args(bits, alpha, beta, root0, root1);
+  const std::size_t count = alpha.size();
   DcfCorrections cw;
   cw.bits = bits;
   cw.count = count;
@@ -424,11 +494,14 @@ DcfCorrections dcf_gen(int bits, std::span<const u64> alpha, std::span<const Blo
   cw.value_cw.resize(entries);
   cw.t_cw.resize(entries);
   cw.final_cw.resize(count);
-  for_sub_batches(
-      count, [] { return std::make_unique<GenScratch>(); },
-      [&](std::unique_ptr<GenScratch>& g, std::size_t begin, std::size_t end) {
-        gen_range(*g, cw, alpha.data(), beta.data(), root0.data(), root1.data(), begin, end);
-      });
+  GenOut out;
+  out.bits = bits;
+  out.count = count;
+  out.seed = reinterpret_cast<std::uint8_t*>(cw.seed_cw.data());
+  out.value = reinterpret_cast<std::uint8_t*>(cw.value_cw.data());
+  out.t = cw.t_cw.data();
+  out.final_cw = reinterpret_cast<std::uint8_t*>(cw.final_cw.data());
+  run_gen(out, alpha, beta, root0, root1);
   return cw;
 }
 
@@ -494,10 +567,21 @@ ReluGateDealt relu_gate_gen(std::size_t count, Prg& prg0, Prg& prg1) {
     const u64 shares[2] = {m - m0[i], m * r - mr0[i]};
     std::memcpy(dealt.to_party1.data() + i * sizeof shares, shares, sizeof shares);
   }
-  {
-    DcfCorrections cw = dcf_gen(kReluBits, alpha, beta, root0, root1);
-    cw.serialize(dealt.to_both);
-  }
+  // Generate straight into the serialization (no second 2 KB-per-gate copy).
+  check_gen_args(kReluBits, alpha, beta, root0, root1);
+  const std::size_t entries = static_cast<std::size_t>(kReluBits) * count;
+  dealt.to_both.resize(DcfCorrections::serialized_size(kReluBits, count));
+  std::vector<std::uint8_t> t(entries);
+  GenOut out;
+  out.bits = kReluBits;
+  out.count = count;
+  out.seed = dealt.to_both.data();
+  out.value = out.seed + entries * sizeof(Block);
+  std::uint8_t* const t_packed = out.value + entries * sizeof(Block);
+  out.t = t.data();
+  out.final_cw = t_packed + (entries + 3) / 4;
+  run_gen(out, alpha, beta, root0, root1);
+  pack_t(t.data(), entries, t_packed);
   for (auto* v : {&root0, &root1, &beta}) wipe_vec(*v);
   for (auto* v : {&r0, &r1, &m0, &mr0, &alpha}) wipe_vec(*v);
   return dealt;
