@@ -19,9 +19,13 @@
 // Evaluation needs only the side of x_i: 2 blocks per level.
 //
 // Batching: every kernel runs level by level over a sub-batch of kSub gates,
-// so that each level is one EVP_EncryptUpdate call over the sub-batch and the
-// level-major corrections are read sequentially; sub-batches are spread over
-// ThreadPool::global(), each task with its own EVP context.
+// so that the level-major corrections are read sequentially and AES runs over
+// many blocks per EVP_EncryptUpdate call (gen: the whole sub-batch, 8 blocks
+// per gate; eval: pieces of kPiece gates, 2 blocks per gate, with the next
+// corrections prefetched so that memory traffic overlaps the AES work).
+// Sub-batches are spread over ThreadPool::global(), each task with its own
+// EVP context. Evaluation is bound by AES (2 KB per gate, ~130 ns per gate
+// at 9.4 GB/s) plus the corrections read from memory (2 KB per gate).
 #include "mpc/fss.h"
 
 #include <openssl/crypto.h>
@@ -395,6 +399,7 @@ void DcfCorrections::serialize(std::vector<std::uint8_t>& out) const {
       final_cw.size() != count) {
     throw Error(ErrorCategory::kInternal, "DcfCorrections::serialize: inconsistent sizes");
   }
+  if (count == 0) return;  // nothing to write (and no null pointers to memcpy)
   const std::size_t start = out.size();
   out.resize(start + serialized_size(bits, count));
   std::uint8_t* p = out.data() + start;
@@ -417,6 +422,10 @@ DcfCorrections DcfCorrections::parse(int bits, std::size_t count,
                                                 " keys of " + std::to_string(bits) +
                                                 " bits): " + sizes(bytes.size(), want));
   }
+  DcfCorrections cw;
+  cw.bits = bits;
+  cw.count = count;
+  if (count == 0) return cw;
   const std::size_t entries = static_cast<std::size_t>(bits) * count;
   const std::size_t t_bytes = (entries + 3) / 4;
   const std::uint8_t* p = bytes.data();
@@ -431,9 +440,6 @@ DcfCorrections DcfCorrections::parse(int bits, std::size_t count,
                       std::to_string(t_src[t_bytes - 1]) + ")");
     }
   }
-  DcfCorrections cw;
-  cw.bits = bits;
-  cw.count = count;
   cw.seed_cw.resize(entries);
   cw.value_cw.resize(entries);
   cw.t_cw.resize(entries);
