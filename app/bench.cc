@@ -71,14 +71,19 @@ std::vector<Tensor> bench_inputs(const model::Graph& g, std::int64_t batch, cons
 
 std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const model::Graph& graph,
                                                  unsigned threads) {
+  backends::BackendOptions bo;
+  bo.threads = threads;
+  return ready_backend(name, graph, bo);
+}
+
+std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const model::Graph& graph,
+                                                 const backends::BackendOptions& bo) {
   auto backend = backends::make_backend(name);
   const backends::Support s = backend->supports(graph);
   if (!s.ok) {
     throw_error(ErrorCategory::kUnsupported,
                 "backend '" + name + "' cannot run node '" + s.node + "': " + s.reason);
   }
-  backends::BackendOptions bo;
-  bo.threads = threads;
   backend->setup(graph, bo);
   return backend;
 }
@@ -132,7 +137,11 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
   std::optional<Dataset> data;
   if (o.dataset) data = load_dataset(*o.dataset, o.eval_limit, o.models_dir);
 
-  auto backend = ready_backend(o.backend, graph, o.threads);
+  backends::BackendOptions bo;
+  bo.threads = o.threads;
+  bo.frac_bits = o.frac_bits;
+  bo.output = o.output;
+  auto backend = ready_backend(o.backend, graph, bo);
   r.trust = backend->trust_model();
   r.setup_ms = backend->setup_cost().ms;
   r.setup_bytes = backend->setup_cost().bytes;
@@ -161,7 +170,7 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
 
   if (data) {
     const EvalResult e =
-        evaluate(graph, *backend, *data, std::max<std::int64_t>(o.batch, 64), o.progress);
+        evaluate(graph, *backend, *data, std::max<std::int64_t>(o.batch, o.eval_batch), o.progress);
     r.samples = e.samples;
     r.accuracy = e.samples ? static_cast<double>(e.correct) / static_cast<double>(e.samples) : 0.0;
     r.agreement_with_plain =

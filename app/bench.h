@@ -19,6 +19,9 @@ struct BenchOptions {
   int runs = 20;
   int warmup = 2;
   unsigned threads = 0;
+  int frac_bits = 0;                // MPC fixed point; 0: backend default
+  std::string output;                // "logits" or "label" (MPC backends); "": default
+  std::int64_t eval_batch = 64;     // batch size of the accuracy evaluation
   /// When set, inputs are the dataset's first samples and accuracy and
   /// agreement with plaintext are measured over `eval_limit` samples.
   std::optional<std::string> dataset;
@@ -51,6 +54,8 @@ struct BenchResult {
 /// naming the node it cannot run.
 std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const model::Graph& graph,
                                                  unsigned threads);
+std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const model::Graph& graph,
+                                                 const backends::BackendOptions& options);
 
 /// Accuracy and throughput of `backend` on `data` in batches of `batch`;
 /// also agreement with the plaintext engine when the backend is not plain.

@@ -52,6 +52,12 @@ struct Support {
 
 struct BackendOptions {
   unsigned threads = 0;  // 0: all cores
+  /// Fixed-point fractional bits (MPC backends); 0: the backend's default.
+  int frac_bits = 0;
+  /// What the client learns: "" (the backend's default), "logits" or "label" (a one-hot arg
+  /// max, the logits never opened). Backends where the client holds the
+  /// model (plain) ignore it.
+  std::string output;
 };
 
 class Backend {

@@ -153,8 +153,21 @@ TrustModel MpcBackend::trust_model() const { return mpc_trust_model(parties_); }
 
 Support MpcBackend::supports(const model::Graph& graph) const { return mpcplan::lowerable(graph); }
 
-void MpcBackend::setup(const model::Graph& graph, const BackendOptions&) {
+void MpcBackend::setup(const model::Graph& graph, const BackendOptions& options) {
   const auto t0 = Clock::now();
+  if (options.frac_bits != 0) {
+    if (options.frac_bits < 4 || options.frac_bits > 24) {
+      throw_error(ErrorCategory::kBadInput, "--frac-bits must be between 4 and 24, is " + std::to_string(options.frac_bits));
+    }
+    settings_.frac_bits = options.frac_bits;
+  }
+  if (options.output == "label") {
+    settings_.output = mpcplan::Output::kLabel;
+  } else if (options.output == "logits") {
+    settings_.output = mpcplan::Output::kLogits;
+  } else if (!options.output.empty()) {
+    throw_error(ErrorCategory::kBadInput, "--output must be 'logits' or 'label', is '" + options.output + "'");
+  }
   weights_.clear();
   plan_ = mpcplan::lower(graph, settings_.frac_bits, &weights_);
   // The client and the helper get the plan as the server would send it.
