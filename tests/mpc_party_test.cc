@@ -1,0 +1,401 @@
+// `blindfold party --backend mpc2|mpc3` as three processes over loopback TLS:
+// the labels equal the plaintext model's; a client killed mid-session makes
+// the server and the helper report one clear line and serve the next client;
+// a client sending malformed messages (a fake one, written here over
+// net::connect_mesh) is refused with a bad-message line, and the next real
+// session is served correctly.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backends/mpc/plan.h"
+#include "core/error.h"
+#include "core/npy.h"
+#include "core/tensor.h"
+#include "net/mesh.h"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kBin = BLINDFOLD_BIN;
+const std::string kRoot = BLINDFOLD_SOURCE_DIR;
+const std::string kModel = kRoot + "/models/fmnist-lenet.onnx";
+const std::string kInput = kRoot + "/models/fixtures/fmnist-test-first8.npy";
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+int count_lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+// Child processes of one test; whatever is still running at the end is
+// killed (by its own pid) and reaped.
+class Procs {
+ public:
+  explicit Procs(fs::path dir) : dir_(std::move(dir)) {}
+  ~Procs() {
+    for (pid_t p : pids_) {
+      if (p > 0) {
+        ::kill(p, SIGKILL);
+        ::waitpid(p, nullptr, 0);
+      }
+    }
+  }
+  // Starts the binary with `args`; stdout and stderr go to DIR/NAME.out/.err.
+  pid_t start(const std::string& name, const std::vector<std::string>& args) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    const std::string out = (dir_ / (name + ".out")).string(), err = (dir_ / (name + ".err")).string();
+    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    std::vector<std::string> all{kBin};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, kBin.c_str(), &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) throw std::runtime_error("posix_spawn failed");
+    pids_.push_back(pid);
+    return pid;
+  }
+  // Exit code, or -1 when it has not ended within `timeout` (it is then
+  // killed), or 128 + signal.
+  int wait(pid_t pid, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    for (;;) {
+      const pid_t r = ::waitpid(pid, &status, WNOHANG);
+      if (r == pid) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        forget(pid);
+        return -1;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    forget(pid);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  }
+  void kill9(pid_t pid) { ::kill(pid, SIGKILL); }
+  std::string out(const std::string& name) const { return slurp((dir_ / (name + ".out")).string()); }
+  std::string err(const std::string& name) const { return slurp((dir_ / (name + ".err")).string()); }
+  // Waits until DIR/FILE contains `needle`.
+  bool wait_for(const std::string& file, const std::string& needle, std::chrono::milliseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (slurp((dir_ / file).string()).find(needle) != std::string::npos) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+ private:
+  void forget(pid_t pid) {
+    for (pid_t& p : pids_) {
+      if (p == pid) p = -1;
+    }
+  }
+  fs::path dir_;
+  std::vector<pid_t> pids_;
+};
+
+// Three free loopback ports (bound to port 0, read back, released).
+std::vector<int> free_ports() {
+  std::vector<int> fds, ports;
+  for (int i = 0; i < 3; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("bind");
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ports.push_back(ntohs(a.sin_port));
+    fds.push_back(fd);
+  }
+  for (int fd : fds) ::close(fd);
+  return ports;
+}
+
+std::vector<std::int64_t> argmax_rows(const blindfold::Tensor& y) {
+  const std::int64_t k = y.shape().back();
+  std::vector<std::int64_t> labels;
+  for (std::int64_t r = 0; r < y.numel() / k; ++r) {
+    const float* row = y.f32().data() + r * k;
+    labels.push_back(std::max_element(row, row + k) - row);
+  }
+  return labels;
+}
+
+class MpcParty : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    suite_dir_ = fs::temp_directory_path() / ("bf_mpc_party_" + std::to_string(::getpid()));
+    fs::create_directories(suite_dir_);
+    Procs p(suite_dir_);
+    const pid_t c = p.start("certs", {"certs", "--out", (suite_dir_ / "pki").string(), "--parties",
+                                      "server,client,helper"});
+    ASSERT_EQ(p.wait(c, 60s), 0) << p.err("certs");
+    const std::string plain = (suite_dir_ / "plain.npy").string();
+    const pid_t r = p.start("plain", {"run", kModel, "--input", kInput, "--output", plain});
+    ASSERT_EQ(p.wait(r, 60s), 0) << p.err("plain");
+    plain_logits_ = blindfold::read_npy(plain);
+    plain_labels_ = argmax_rows(plain_logits_);
+  }
+
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    fs::remove_all(suite_dir_, ec);
+  }
+
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = info->name();  // "Test/0" for parameterised ones
+    std::replace(name.begin(), name.end(), '/', '_');
+    dir_ = suite_dir_ / name;
+    fs::create_directories(dir_);
+    const std::vector<int> ports = free_ports();
+    const std::string names[3] = {"server", "client", "helper"};
+    nlohmann::json parties = nlohmann::json::array();
+    for (int i = 0; i < 3; ++i) {
+      parties.push_back({{"id", i},
+                         {"name", names[i]},
+                         {"host", "127.0.0.1"},
+                         {"port", ports[static_cast<std::size_t>(i)]},
+                         {"cert", "pki/" + names[i] + ".pem"},
+                         {"key", "pki/" + names[i] + ".key"}});
+    }
+    const nlohmann::json config{{"ca", "pki/ca.pem"}, {"transport", "tls"}, {"parties", parties}};
+    config_ = (suite_dir_ / (name + "-mesh.json")).string();
+    std::ofstream(config_) << config.dump(2);
+    procs_ = std::make_unique<Procs>(dir_);
+  }
+  void TearDown() override { procs_.reset(); }
+
+  std::vector<std::string> party(int id, const std::string& backend, std::vector<std::string> more) {
+    std::vector<std::string> a{"party", "--config", config_, "--id", std::to_string(id),
+                               "--backend", backend, "--timeout-ms", "3000"};
+    a.insert(a.end(), more.begin(), more.end());
+    return a;
+  }
+  pid_t server(const std::string& backend, int sessions, const std::string& output = "logits") {
+    return procs_->start("server", party(0, backend, {"--model", kModel, "--sessions", std::to_string(sessions),
+                                                      "--output", output}));
+  }
+  pid_t helper(const std::string& backend, int sessions) {
+    return procs_->start("helper", party(2, backend, {"--sessions", std::to_string(sessions)}));
+  }
+  pid_t client(const std::string& name, const std::string& backend, const std::string& input, int batch) {
+    return procs_->start(name, party(1, backend, {"--input", input, "--batch", std::to_string(batch), "--out",
+                                                  (dir_ / (name + ".npy")).string()}));
+  }
+  // Runs a real client on the fixture and checks its labels against the
+  // plaintext model's; returns its JSON line.
+  nlohmann::json run_client_and_check(const std::string& name, const std::string& backend, int batch) {
+    const pid_t c = client(name, backend, kInput, batch);
+    const int rc = procs_->wait(c, 60s);
+    EXPECT_EQ(rc, 0) << procs_->err(name);
+    if (rc != 0) return {};
+    const std::string out = procs_->out(name);
+    EXPECT_EQ(count_lines(out), 1) << out;
+    const nlohmann::json j = nlohmann::json::parse(out);
+    EXPECT_EQ(j["labels"].get<std::vector<std::int64_t>>(), plain_labels_) << out;
+    EXPECT_EQ(j["samples"], 8);
+    const blindfold::Tensor y = blindfold::read_npy((dir_ / (name + ".npy")).string());
+    EXPECT_EQ(y.shape(), (blindfold::Shape{8, 10}));
+    return j;
+  }
+
+  static inline fs::path suite_dir_;
+  static inline blindfold::Tensor plain_logits_;
+  static inline std::vector<std::int64_t> plain_labels_;
+  fs::path dir_;
+  std::string config_;
+  std::unique_ptr<Procs> procs_;
+};
+
+void check_metrics(const nlohmann::json& j, const std::string& backend, std::size_t queries) {
+  ASSERT_TRUE(j.contains("queries"));
+  ASSERT_EQ(j["queries"].size(), queries);
+  for (const auto& q : j["queries"]) {
+    EXPECT_GT(q["online_ms"].get<double>(), 0.0);
+    EXPECT_GT(q["online_bytes"].get<std::int64_t>(), 0);
+    EXPECT_GE(q["rounds"].get<std::int64_t>(), 1);
+    if (backend == "mpc2") {
+      EXPECT_GT(q["offline_bytes"].get<std::int64_t>(), 0);
+    } else {
+      EXPECT_EQ(q["offline_bytes"].get<std::int64_t>(), 0);
+    }
+  }
+}
+
+TEST_F(MpcParty, Mpc2ProcessesGiveThePlaintextLabels) {
+  const pid_t s = server("mpc2", 1), h = helper("mpc2", 1);
+  const nlohmann::json j = run_client_and_check("client", "mpc2", 3);  // queries of 3, 3, 2
+  EXPECT_EQ(j["output"], "logits");
+  check_metrics(j, "mpc2", 3);
+  // Logits close to the plaintext model's (fixed point, 12 bits).
+  const blindfold::Tensor y = blindfold::read_npy((dir_ / "client.npy").string());
+  float worst = 0;
+  for (std::int64_t i = 0; i < y.numel(); ++i) worst = std::max(worst, std::abs(y.f32()[i] - plain_logits_.f32()[i]));
+  EXPECT_LT(worst, 0.1f);
+  EXPECT_EQ(procs_->wait(s, 20s), 0) << procs_->err("server");
+  EXPECT_EQ(procs_->wait(h, 20s), 0) << procs_->err("helper");
+  EXPECT_EQ(procs_->err("server"), "");
+  EXPECT_EQ(procs_->err("helper"), "");
+  EXPECT_NE(procs_->out("server").find("session 1: done, 3 queries, 8 samples"), std::string::npos)
+      << procs_->out("server");
+}
+
+TEST_F(MpcParty, Mpc3ProcessesGiveThePlaintextLabelsUnderTheLabelPolicy) {
+  const pid_t s = server("mpc3", 1, "label"), h = helper("mpc3", 1);
+  const nlohmann::json j = run_client_and_check("client", "mpc3", 8);
+  EXPECT_EQ(j["output"], "label");
+  check_metrics(j, "mpc3", 1);
+  // The client learnt one-hot rows only.
+  const blindfold::Tensor y = blindfold::read_npy((dir_ / "client.npy").string());
+  for (float v : y.f32()) EXPECT_TRUE(v == 0.0f || v == 1.0f);
+  EXPECT_EQ(procs_->wait(s, 20s), 0) << procs_->err("server");
+  EXPECT_EQ(procs_->wait(h, 20s), 0) << procs_->err("helper");
+  EXPECT_EQ(procs_->err("server"), "");
+  EXPECT_EQ(procs_->err("helper"), "");
+}
+
+// The client is SIGKILLed while it runs queries: the server and the helper
+// report it (one line each, within the 3 s timeout) and serve a fresh client.
+class MpcPartyFault : public MpcParty, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(MpcPartyFault, KilledClientIsReportedAndTheNextSessionIsServed) {
+  const std::string backend = GetParam();
+  // 64 samples, one query each: the client is busy for a while.
+  const blindfold::Tensor x = blindfold::read_npy(kInput);
+  blindfold::Shape shape = x.shape();
+  shape[0] = 64;
+  std::vector<float> data;
+  for (int r = 0; r < 8; ++r) data.insert(data.end(), x.f32().begin(), x.f32().end());
+  const std::string many = (dir_ / "many.npy").string();
+  blindfold::write_npy(many, blindfold::Tensor::from_floats(shape, data));
+
+  const pid_t s = server(backend, 2), h = helper(backend, 2);
+  const pid_t c = client("victim", backend, many, 1);
+  ASSERT_TRUE(procs_->wait_for("server.out", "session 1: connected", 20s)) << procs_->err("server");
+  std::this_thread::sleep_for(300ms);
+  procs_->kill9(c);
+  EXPECT_EQ(procs_->wait(c, 5s), 128 + SIGKILL) << "the client ended before it was killed: "
+                                               << procs_->out("victim") << procs_->err("victim");
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(procs_->wait_for("server.err", "session 1 failed", 6s)) << procs_->err("server");
+  ASSERT_TRUE(procs_->wait_for("helper.err", "session 1 failed", 6s)) << procs_->err("helper");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 6s);
+  for (const char* who : {"server", "helper"}) {
+    const std::string err = procs_->err(who);
+    EXPECT_EQ(count_lines(err), 1) << err;
+    EXPECT_NE(err.find("peer failure"), std::string::npos) << err;
+  }
+  run_client_and_check("fresh", backend, 8);
+  EXPECT_EQ(procs_->wait(s, 20s), 0) << procs_->err("server");
+  EXPECT_EQ(procs_->wait(h, 20s), 0) << procs_->err("helper");
+  EXPECT_NE(procs_->out("server").find("session 2: done, 1 queries, 8 samples"), std::string::npos)
+      << procs_->out("server");
+  EXPECT_EQ(count_lines(procs_->err("server")), 1) << procs_->err("server");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, MpcPartyFault, ::testing::Values("mpc2", "mpc3"));
+
+// A fake client (party 1 over net::connect_mesh) that follows the protocol up
+// to the first query and then misbehaves.
+enum class Misbehaviour { kHugeBatch, kWrongSizeShare };
+
+void fake_mpc2_client(const std::string& config_file, Misbehaviour what) {
+  const blindfold::net::MeshConfig config = blindfold::net::load_mesh_config(config_file);
+  blindfold::net::MeshOptions mo;
+  mo.timeout = 20s;
+  blindfold::net::Mesh mesh = blindfold::net::connect_mesh(config, 1, mo);
+  for (auto& ch : mesh.peers) {
+    if (ch) ch->set_timeout(5s);
+  }
+  blindfold::net::Channel& server = mesh.to(0);
+  blindfold::net::Channel& helper = mesh.to(2);
+  const blindfold::net::Bytes plan_msg = server.recv("mpc/plan");
+  const nlohmann::json j = nlohmann::json::parse(plan_msg.begin(), plan_msg.end());
+  const auto plan = blindfold::backends::mpcplan::Plan::parse(j.at("plan").dump());
+  helper.recv("mpc2/seed");
+  for (std::size_t i = 0; i < plan.weights.size(); ++i) server.recv("mpc2/weights");
+  auto header = [](std::uint64_t b) {
+    blindfold::net::Bytes h(8);
+    for (int i = 0; i < 8; ++i) h[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(b >> (8 * i));
+    return h;
+  };
+  if (what == Misbehaviour::kHugeBatch) {
+    server.send("mpc/query", header(std::uint64_t{1} << 40));
+    helper.send("mpc/query", header(std::uint64_t{1} << 40));
+  } else {
+    server.send("mpc/query", header(1));
+    helper.send("mpc/query", header(1));
+    helper.flush();
+    helper.recv("mpc2/pre");
+    const std::string junk = "12345";  // not a whole number of ring elements
+    server.send("mpc2/F", junk);
+  }
+  server.flush();
+  helper.flush();
+  // The server hangs up on us.
+  EXPECT_THROW(server.recv("mpc/stats"), blindfold::Error);
+}
+
+TEST_F(MpcParty, MalformedClientMessagesAreRefusedAndTheNextSessionIsServed) {
+  const pid_t s = server("mpc2", 3), h = helper("mpc2", 3);
+  fake_mpc2_client(config_, Misbehaviour::kHugeBatch);
+  ASSERT_TRUE(procs_->wait_for("server.err", "session 1 failed", 6s)) << procs_->err("server");
+  fake_mpc2_client(config_, Misbehaviour::kWrongSizeShare);
+  ASSERT_TRUE(procs_->wait_for("server.err", "session 2 failed", 6s)) << procs_->err("server");
+  ASSERT_TRUE(procs_->wait_for("helper.err", "session 2 failed", 6s)) << procs_->err("helper");
+  run_client_and_check("real", "mpc2", 8);
+  EXPECT_EQ(procs_->wait(s, 20s), 0) << procs_->err("server");
+  EXPECT_EQ(procs_->wait(h, 20s), 0) << procs_->err("helper");
+  const std::string err = procs_->err("server");
+  EXPECT_EQ(count_lines(err), 2) << err;
+  std::istringstream lines(err);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_NE(line.find("session 1 failed: bad message: "), std::string::npos) << line;
+  EXPECT_NE(line.find("batch of 1099511627776"), std::string::npos) << line;
+  std::getline(lines, line);
+  EXPECT_NE(line.find("session 2 failed: bad message: "), std::string::npos) << line;
+  EXPECT_NE(line.find("mpc2/F"), std::string::npos) << line;
+  EXPECT_NE(procs_->out("server").find("session 3: done, 1 queries, 8 samples"), std::string::npos)
+      << procs_->out("server");
+  // The helper refused the huge batch itself.
+  EXPECT_NE(procs_->err("helper").find("session 1 failed: bad message: "), std::string::npos)
+      << procs_->err("helper");
+}
+
+}  // namespace
