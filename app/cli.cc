@@ -80,7 +80,7 @@ int cmd_inspect(const std::string& path) {
 
 int cmd_run(const std::string& path, const std::string& backend_name,
             const std::vector<std::string>& input_paths,
-            const std::vector<std::string>& output_paths, unsigned threads) {
+            const std::vector<std::string>& output_paths, const backends::BackendOptions& bo) {
   const model::Graph g = model::import_onnx_file(path);
   if (input_paths.size() != g.inputs.size()) {
     throw_error(ErrorCategory::kBadInput, "the model takes " + std::to_string(g.inputs.size()) +
@@ -94,18 +94,18 @@ int cmd_run(const std::string& path, const std::string& backend_name,
   }
   std::vector<Tensor> inputs;
   for (const auto& p : input_paths) inputs.push_back(read_npy(p));
-  auto backend = ready_backend(backend_name, g, threads);
+  auto backend = ready_backend(backend_name, g, bo);
   const std::vector<Tensor> out = backend->infer(inputs, nullptr);
   for (std::size_t i = 0; i < out.size(); ++i) write_npy(output_paths[i], out[i]);
   return 0;
 }
 
 int cmd_eval(const std::string& path, const std::string& backend_name, const std::string& dataset,
-             std::int64_t limit, std::int64_t batch, unsigned threads,
+             std::int64_t limit, std::int64_t batch, const backends::BackendOptions& bo,
              const std::string& models_dir) {
   const model::Graph g = model::import_onnx_file(path);
   const Dataset data = load_dataset(dataset, limit, models_dir);
-  auto backend = ready_backend(backend_name, g, threads);
+  auto backend = ready_backend(backend_name, g, bo);
   const EvalResult r = evaluate(g, *backend, data, batch, isatty(STDERR_FILENO) != 0);
   std::printf("model     %s\nbackend   %s\ndataset   %s (%lld samples)\n", path.c_str(),
               backend_name.c_str(), data.source.c_str(), static_cast<long long>(r.samples));
@@ -157,9 +157,10 @@ int cmd_demo(const std::string& models_dir, unsigned threads) {
                               {"fmnist-he.onnx", "fmnist"},
                               {"cancer-logreg.onnx", "cancer"}};
   std::printf("Blindfold demo: every shipped model, every backend in this build.\n");
-  std::printf("Accuracy on the full test set; latency is the median of 20 single-sample runs.\n\n");
-  std::printf("%-14s %-8s %9s %10s %12s %12s %10s %7s  %s\n", "model", "backend", "accuracy",
-              "agreement", "latency ms", "samples/s", "bytes", "rounds", "trust");
+  std::printf("Accuracy on the full test set (plain) or its first 500 samples (mpc2, mpc3); latency\n"
+              "is the median of 20 single-sample runs (mpc2: offline + online; rounds: online).\n\n");
+  std::printf("%-14s %-8s %9s %10s %8s %12s %12s %10s %7s  %s\n", "model", "backend", "accuracy",
+              "agreement", "samples", "latency ms", "samples/s", "bytes", "rounds", "trust");
   std::vector<std::string> trust_lines;
   for (const auto& m : models) {
     const std::string path = models_dir + "/" + m.file;
@@ -172,10 +173,22 @@ int cmd_demo(const std::string& models_dir, unsigned threads) {
       o.threads = threads;
       o.dataset = m.dataset;
       o.models_dir = models_dir;
+      if (b != "plain") {
+        // Secret-shared rows: accuracy on the first 500 samples (the full
+        // test set: `blindfold eval`, figures in docs/BENCHMARKS.md).
+        o.eval_limit = 500;
+        o.eval_batch = b == "mpc2" ? 8 : 64;
+      }
+      const backends::Support sup = backends::make_backend(b)->supports(g);
+      if (!sup.ok) {
+        std::printf("%-14s %-8s unsupported: %s\n", model_stem(path).c_str(), b.c_str(), sup.reason.c_str());
+        continue;
+      }
       const BenchResult r = run_bench(g, model_stem(path), o);
-      std::printf("%-14s %-8s %8.2f%% %9.2f%% %12.3f %12.0f %10lld %7lld  %s\n", r.model.c_str(),
+      std::printf("%-14s %-8s %8.2f%% %9.2f%% %8lld %12.3f %12.0f %10lld %7lld  %s\n", r.model.c_str(),
                   r.backend.c_str(), 100 * r.accuracy.value_or(0),
-                  100 * r.agreement_with_plain.value_or(0), r.latency_ms.median, r.throughput,
+                  100 * r.agreement_with_plain.value_or(0), static_cast<long long>(r.samples),
+                  r.latency_ms.median, r.throughput,
                   static_cast<long long>(r.setup_bytes + r.online_bytes + r.offline_bytes),
                   static_cast<long long>(r.online_rounds), r.trust.summary.c_str());
       std::fflush(stdout);
@@ -197,6 +210,13 @@ int main(int argc, char** argv) {
   int runs = 20;
   unsigned threads = 0;
   bool json = false;
+  int frac_bits = 0;
+  std::string reveal;
+  auto mpc_options = [&](CLI::App* c) {
+    c->add_option("--frac-bits", frac_bits, "mpc2/mpc3: fixed-point fractional bits (default 12)");
+    c->add_option("--reveal", reveal, "mpc2/mpc3: what the client learns: logits (default) | label")
+        ->check(CLI::IsMember({"logits", "label"}));
+  };
 
   auto* inspect = app.add_subcommand("inspect", "ops, shapes, parameters and MACs per layer");
   inspect->add_option("model", model_path, "ONNX model file")->required();
@@ -207,6 +227,7 @@ int main(int argc, char** argv) {
   run->add_option("--input,-i", inputs, "input .npy (float32), one per model input")->required();
   run->add_option("--output,-o", outputs, "output .npy, one per model output")->required();
   run->add_option("--threads", threads, "worker threads (0: all cores)");
+  mpc_options(run);
 
   auto* eval = app.add_subcommand("eval", "accuracy and throughput on a labelled test set");
   eval->add_option("model", model_path, "ONNX model file")->required();
@@ -216,6 +237,7 @@ int main(int argc, char** argv) {
   eval->add_option("--batch", eval_batch, "batch size")->capture_default_str();
   eval->add_option("--threads", threads, "worker threads (0: all cores)");
   eval->add_option("--models-dir", models_dir, "where shipped models and splits live");
+  mpc_options(eval);
 
   auto* bench = app.add_subcommand("bench", "latency of one backend on one model");
   bench->add_option("model", model_path, "ONNX model file")->required();
@@ -227,6 +249,7 @@ int main(int argc, char** argv) {
   bench->add_option("--threads", threads, "worker threads (0: all cores)");
   bench->add_option("--models-dir", models_dir, "where shipped models and splits live");
   bench->add_flag("--json", json, "print one JSON object (docs/METRICS.md)");
+  mpc_options(bench);
 
   auto* demo =
       app.add_subcommand("demo", "run the shipped models on every backend; print the table");
@@ -245,11 +268,15 @@ int main(int argc, char** argv) {
   }
 
   try {
+    backends::BackendOptions bo;
+    bo.threads = threads;
+    bo.frac_bits = frac_bits;
+    bo.output = reveal;
     if (*inspect) return cmd_inspect(model_path);
-    if (*run) return cmd_run(model_path, backend, inputs, outputs, threads);
+    if (*run) return cmd_run(model_path, backend, inputs, outputs, bo);
     if (*eval) {
       if (eval_batch < 1) throw_error(ErrorCategory::kBadInput, "--batch must be at least 1");
-      return cmd_eval(model_path, backend, dataset, limit, eval_batch, threads, models_dir);
+      return cmd_eval(model_path, backend, dataset, limit, eval_batch, bo, models_dir);
     }
     if (*bench) {
       BenchOptions o;
@@ -257,6 +284,8 @@ int main(int argc, char** argv) {
       o.batch = batch;
       o.runs = runs;
       o.threads = threads;
+      o.frac_bits = frac_bits;
+      o.output = reveal;
       if (!dataset.empty()) o.dataset = dataset;
       o.eval_limit = limit;
       o.models_dir = models_dir;
