@@ -289,8 +289,47 @@ struct EvalScratch {
   }
 };
 
+// Where eval reads the corrections: level-major blocks (any alignment), and
+// the t bits either one byte per entry (DcfCorrections) or packed 4 per byte
+// (DcfCorrectionsView, straight from a serialization).
+struct EvalCw {
+  int bits = 0;
+  std::size_t count = 0;
+  const std::uint8_t* seed = nullptr;
+  const std::uint8_t* value = nullptr;
+  const std::uint8_t* t = nullptr;
+  const std::uint8_t* final_cw = nullptr;
+};
+
+EvalCw eval_cw(const DcfCorrections& cw) {
+  return {cw.bits, cw.count, reinterpret_cast<const std::uint8_t*>(cw.seed_cw.data()),
+          reinterpret_cast<const std::uint8_t*>(cw.value_cw.data()), cw.t_cw.data(),
+          reinterpret_cast<const std::uint8_t*>(cw.final_cw.data())};
+}
+EvalCw eval_cw(const DcfCorrectionsView& cw) {
+  return {cw.bits, cw.count, cw.seed_cw, cw.value_cw, cw.t_cw, cw.final_cw};
+}
+
+inline V2 ldb(const std::uint8_t* p) {
+  V2 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The 2 t bits of entry k (bit 0: t_L CW, bit 1: t_R CW); only bit `side`
+// of the result is used.
+template <bool kPacked>
+inline unsigned t_entry(const std::uint8_t* t, std::size_t k) {
+  if constexpr (kPacked) {
+    return static_cast<unsigned>(t[k >> 2]) >> (2 * (k & 3));
+  } else {
+    return t[k];
+  }
+}
+
 // out[i] = party's share of f(x[begin + i] & xmask), i < end - begin.
-void eval_range(EvalScratch& e, int party, const DcfCorrections& cw, const Block* root,
+template <bool kPacked>
+void eval_range(EvalScratch& e, int party, const EvalCw& cw, const Block* root,
                 const u64* x, u64 xmask, std::size_t begin, std::size_t end, Block* out) {
   const std::size_t n = end - begin;
   const int bits = cw.bits;
@@ -316,9 +355,8 @@ void eval_range(EvalScratch& e, int party, const DcfCorrections& cw, const Block
   const V2 one_lo = {1, 0};
   for (int level = 0; level < bits; ++level) {
     const std::size_t row = static_cast<std::size_t>(level) * count + begin;
-    const Block* const scw = cw.seed_cw.data() + row;
-    const Block* const vcw = cw.value_cw.data() + row;
-    const std::uint8_t* const tcw = cw.t_cw.data() + row;
+    const std::uint8_t* const scw = cw.seed + row * sizeof(Block);
+    const std::uint8_t* const vcw = cw.value + row * sizeof(Block);
     for (std::size_t p = 0; p < n; p += kPiece) {
       const std::size_t q = std::min(n, p + kPiece);
       e.aes.encrypt(in + 2 * p, enc, 2 * (q - p));
@@ -326,8 +364,8 @@ void eval_range(EvalScratch& e, int party, const DcfCorrections& cw, const Block
         // The corrections kPrefetch gates ahead (they arrive while the
         // next piece is encrypted).
         if (kPrefetch != 0 && i + kPrefetch < n) {
-          __builtin_prefetch(scw + i + kPrefetch);
-          __builtin_prefetch(vcw + i + kPrefetch);
+          __builtin_prefetch(scw + (i + kPrefetch) * sizeof(Block));
+          __builtin_prefetch(vcw + (i + kPrefetch) * sizeof(Block));
         }
         const Block* const o = enc + 2 * (i - p);
         const V2 o0 = ld(o) ^ ld(&in[2 * i]);          // G_{2 x_i}(s)
@@ -337,10 +375,11 @@ void eval_range(EvalScratch& e, int party, const DcfCorrections& cw, const Block
         const u64 xl = xs[i] << level;
         const unsigned xi = static_cast<unsigned>(xl >> 63);
         // tau ^= t [s_CW || t_CW]: the chosen side's seed and t bit.
-        const V2 s = (o0 & clear_t) ^ (ld(&scw[i]) & m);
-        t[i] = static_cast<std::uint8_t>((o0[0] & 1) ^ (ti & (tcw[i] >> xi)));
+        const V2 s = (o0 & clear_t) ^ (ldb(scw + i * sizeof(Block)) & m);
+        const unsigned tcw = t_entry<kPacked>(cw.t, row + i);
+        t[i] = static_cast<std::uint8_t>((o0[0] & 1) ^ (ti & (tcw >> xi)));
         // V += Convert(v^{x_i}) + t V_CW (the sign (-1)^b is applied at the end).
-        st(&value[i], ld(&value[i]) + o1 + (ld(&vcw[i]) & m));
+        st(&value[i], ld(&value[i]) + o1 + (ldb(vcw + i * sizeof(Block)) & m));
         // Next level's inputs; after the last level j = 0 and in[2i] = s.
         const V2 j = {((xl << 1) >> 63) << 1, 0};
         st(&in[2 * i], s ^ j);
@@ -352,7 +391,7 @@ void eval_range(EvalScratch& e, int party, const DcfCorrections& cw, const Block
   const u64 neg = u64{0} - static_cast<u64>(party);
   for (std::size_t i = 0; i < n; ++i) {
     const V2 m = V2{0, 0} - static_cast<u64>(t[i]);
-    const V2 v = ld(&value[i]) + ld(&in[2 * i]) + (ld(&cw.final_cw[begin + i]) & m);
+    const V2 v = ld(&value[i]) + ld(&in[2 * i]) + (ldb(cw.final_cw + (begin + i) * sizeof(Block)) & m);
     st(&out[i], (v ^ neg) - neg);
   }
 }
@@ -413,46 +452,58 @@ void DcfCorrections::serialize(std::vector<std::uint8_t>& out) const {
   std::memcpy(p, final_cw.data(), count * sizeof(Block));
 }
 
-DcfCorrections DcfCorrections::parse(int bits, std::size_t count,
-                                     std::span<const std::uint8_t> bytes) {
-  check_bits(bits, "DcfCorrections::parse");
-  const std::size_t want = serialized_size(bits, count);
+DcfCorrectionsView DcfCorrectionsView::of(int bits, std::size_t count,
+                                          std::span<const std::uint8_t> bytes) {
+  check_bits(bits, "DcfCorrectionsView::of");
+  const std::size_t want = DcfCorrections::serialized_size(bits, count);
   if (bytes.size() != want) {
     throw Error(ErrorCategory::kBadMessage, "DCF corrections (" + std::to_string(count) +
                                                 " keys of " + std::to_string(bits) +
                                                 " bits): " + sizes(bytes.size(), want));
   }
+  DcfCorrectionsView v;
+  v.bits = bits;
+  v.count = count;
+  if (count == 0) return v;
+  const std::size_t entries = static_cast<std::size_t>(bits) * count;
+  const std::size_t t_bytes = (entries + 3) / 4;
+  const std::uint8_t* const p = bytes.data();
+  v.seed_cw = p;
+  v.value_cw = p + entries * sizeof(Block);
+  v.t_cw = p + 2 * entries * sizeof(Block);
+  v.final_cw = v.t_cw + t_bytes;
+  // Only the last t byte has unused bits (when entries is not a multiple of 4).
+  if (entries % 4 != 0) {
+    const unsigned used = static_cast<unsigned>(entries % 4) * 2;
+    if ((v.t_cw[t_bytes - 1] >> used) != 0) {
+      throw Error(ErrorCategory::kBadMessage,
+                  "DCF corrections: unused bits set in the last t byte (" +
+                      std::to_string(v.t_cw[t_bytes - 1]) + ")");
+    }
+  }
+  return v;
+}
+
+DcfCorrections DcfCorrections::parse(int bits, std::size_t count,
+                                     std::span<const std::uint8_t> bytes) {
+  check_bits(bits, "DcfCorrections::parse");
+  // All checks first (before allocating anything large), then the copies.
+  const DcfCorrectionsView v = DcfCorrectionsView::of(bits, count, bytes);
   DcfCorrections cw;
   cw.bits = bits;
   cw.count = count;
   if (count == 0) return cw;
   const std::size_t entries = static_cast<std::size_t>(bits) * count;
-  const std::size_t t_bytes = (entries + 3) / 4;
-  const std::uint8_t* p = bytes.data();
-  const std::uint8_t* const t_src = p + 2 * entries * sizeof(Block);
-  // Validate the t bytes before allocating anything large: only the last
-  // byte has unused bits (when entries is not a multiple of 4).
-  if (entries % 4 != 0) {
-    const unsigned used = static_cast<unsigned>(entries % 4) * 2;
-    if ((t_src[t_bytes - 1] >> used) != 0) {
-      throw Error(ErrorCategory::kBadMessage,
-                  "DCF corrections: unused bits set in the last t byte (" +
-                      std::to_string(t_src[t_bytes - 1]) + ")");
-    }
-  }
   cw.seed_cw.resize(entries);
   cw.value_cw.resize(entries);
   cw.t_cw.resize(entries);
   cw.final_cw.resize(count);
-  std::memcpy(cw.seed_cw.data(), p, entries * sizeof(Block));
-  p += entries * sizeof(Block);
-  std::memcpy(cw.value_cw.data(), p, entries * sizeof(Block));
-  p += entries * sizeof(Block);
+  std::memcpy(cw.seed_cw.data(), v.seed_cw, entries * sizeof(Block));
+  std::memcpy(cw.value_cw.data(), v.value_cw, entries * sizeof(Block));
   for (std::size_t k = 0; k < entries; ++k) {
-    cw.t_cw[k] = static_cast<std::uint8_t>((p[k / 4] >> (2 * (k % 4))) & 3u);
+    cw.t_cw[k] = static_cast<std::uint8_t>((v.t_cw[k / 4] >> (2 * (k % 4))) & 3u);
   }
-  p += t_bytes;
-  std::memcpy(cw.final_cw.data(), p, count * sizeof(Block));
+  std::memcpy(cw.final_cw.data(), v.final_cw, count * sizeof(Block));
   return cw;
 }
 
@@ -530,10 +581,12 @@ void dcf_eval(int party, const DcfCorrections& cw, std::span<const Block> root,
                                                 std::to_string(cw.bits) + " bits");
     }
   }
+  const EvalCw ecw = eval_cw(cw);
   for_sub_batches(
       count, [] { return std::make_unique<EvalScratch>(); },
       [&](std::unique_ptr<EvalScratch>& e, std::size_t begin, std::size_t end) {
-        eval_range(*e, party, cw, root.data(), x.data(), mask, begin, end, out.data() + begin);
+        eval_range<false>(*e, party, ecw, root.data(), x.data(), mask, begin, end,
+                          out.data() + begin);
       });
 }
 
@@ -596,6 +649,17 @@ ReluGateDealt relu_gate_gen(std::size_t count, Prg& prg0, Prg& prg1) {
 ReluGateKey ReluGateKey::load(int party, std::size_t count, Prg& prg,
                               std::span<const std::uint8_t> to_both,
                               std::span<const std::uint8_t> to_party1) {
+  // Check everything (and draw from the PRG) on the caller's bytes first,
+  // then copy and re-point the view at the copy.
+  ReluGateKey key = load_borrowed(party, count, prg, to_both, to_party1);
+  key.own_.assign(to_both.begin(), to_both.end());
+  key.cw_ = DcfCorrectionsView::of(kReluBits, count, key.own_);
+  return key;
+}
+
+ReluGateKey ReluGateKey::load_borrowed(int party, std::size_t count, Prg& prg,
+                                       std::span<const std::uint8_t> to_both,
+                                       std::span<const std::uint8_t> to_party1) {
   if (party != 0 && party != 1) {
     throw Error(ErrorCategory::kInternal, "ReluGateKey::load: party not 0/1");
   }
@@ -615,7 +679,7 @@ ReluGateKey ReluGateKey::load(int party, std::size_t count, Prg& prg,
   ReluGateKey key;
   key.party_ = party;
   key.count_ = count;
-  key.cw_ = DcfCorrections::parse(kReluBits, count, to_both);
+  key.cw_ = DcfCorrectionsView::of(kReluBits, count, to_both);
   key.root_.resize(count);
   key.r_.resize(count);
   key.m_.resize(count);
@@ -647,12 +711,13 @@ void ReluGateKey::eval(std::span<const u64> xhat, std::span<u64> drelu,
   }
   if (drelu.empty() && relu.empty()) return;
   const u64 one = party_ == 0 ? 1 : 0;
+  const EvalCw ecw = eval_cw(cw_);
   for_sub_batches(
       count_, [] { return std::make_unique<EvalScratch>(); },
       [&](std::unique_ptr<EvalScratch>& e, std::size_t begin, std::size_t end) {
         // DCF at xhat mod 2^63: shares of (c', c' r), c' = c (1 - 2 m_r).
-        eval_range(*e, party_, cw_, root_.data(), xhat.data(), kLow63, begin, end,
-                   e->out.data());
+        eval_range<true>(*e, party_, ecw, root_.data(), xhat.data(), kLow63, begin, end,
+                         e->out.data());
         for (std::size_t i = begin; i < end; ++i) {
           const Block c = e->out[i - begin];
           const u64 u = m_[i] + c.lo;      // share of u = m_r ^ c

@@ -104,6 +104,24 @@ struct DcfCorrections {
   static DcfCorrections parse(int bits, std::size_t count, std::span<const std::uint8_t> bytes);
 };
 
+/// A read-only view of serialized corrections (the layout of
+/// DcfCorrections::serialize), evaluated in place: no copy of the 2 KB per
+/// key. Holds pointers into the bytes it was made from, which must outlive
+/// the view (and everything that holds it). Blocks may be unaligned; the t
+/// bits stay packed.
+struct DcfCorrectionsView {
+  int bits = 0;
+  std::size_t count = 0;
+  const std::uint8_t* seed_cw = nullptr;   // [bits * count] blocks, level-major
+  const std::uint8_t* value_cw = nullptr;  // [bits * count] blocks, level-major
+  const std::uint8_t* t_cw = nullptr;      // [(bits * count + 3) / 4] packed t bits
+  const std::uint8_t* final_cw = nullptr;  // [count] blocks
+
+  /// Checks `bytes` exactly as DcfCorrections::parse does (same errors,
+  /// Error(kBadMessage)) and returns a view into them.
+  static DcfCorrectionsView of(int bits, std::size_t count, std::span<const std::uint8_t> bytes);
+};
+
 /// Dealer: keys for f_i(x) = beta[i] if x < alpha[i] else 0, x in [0, 2^bits).
 /// root0/root1 are the parties' root seeds (the dealer draws them from the
 /// PRGs it shares with each party). alpha[i] < 2^bits (checked).
@@ -134,14 +152,32 @@ struct ReluGateDealt {
 ReluGateDealt relu_gate_gen(std::size_t count, Prg& prg0, Prg& prg1);
 
 /// One party's keys for `count` gates.
+///
+/// Lifetime: a key made by load() owns a copy of the correction words; a key
+/// made by load_borrowed() evaluates directly on the caller's `to_both`
+/// bytes, which must stay alive and unchanged for as long as the key (or a
+/// key moved from it) is used. Keys are movable, not copyable.
 class ReluGateKey {
  public:
+  ReluGateKey() = default;
+  ReluGateKey(ReluGateKey&&) noexcept = default;
+  ReluGateKey& operator=(ReluGateKey&&) noexcept = default;
+  ReluGateKey(const ReluGateKey&) = delete;
+  ReluGateKey& operator=(const ReluGateKey&) = delete;
+
   /// Party b's key: draws its PRG part (see relu_gate_gen) from `prg` and
-  /// parses the dealer's bytes. `to_party1` must be empty for party 0.
-  /// Throws Error(kBadMessage) when a byte count does not match `count`.
+  /// checks the dealer's bytes (copying the correction words once).
+  /// `to_party1` must be empty for party 0. Throws Error(kBadMessage) when a
+  /// byte count does not match `count` or the t bits are malformed.
   static ReluGateKey load(int party, std::size_t count, Prg& prg,
                           std::span<const std::uint8_t> to_both,
                           std::span<const std::uint8_t> to_party1);
+  /// The same checks and PRG draws as load(), without copying `to_both`:
+  /// the key keeps a view into it (see the lifetime rule above).
+  /// `to_party1` is copied (16 bytes per gate) and need not outlive the key.
+  static ReluGateKey load_borrowed(int party, std::size_t count, Prg& prg,
+                                   std::span<const std::uint8_t> to_both,
+                                   std::span<const std::uint8_t> to_party1);
   int party() const { return party_; }
   std::size_t count() const { return count_; }
   /// This party's share of the input masks r, to add before opening.
@@ -155,7 +191,8 @@ class ReluGateKey {
  private:
   int party_ = 0;
   std::size_t count_ = 0;
-  DcfCorrections cw_;  // public to both parties: not wiped
+  std::vector<std::uint8_t> own_;  // load(): the copied corrections (public: not wiped)
+  DcfCorrectionsView cw_;          // into own_ or the caller's bytes
   detail::SecretVector<Block> root_;
   detail::SecretVector<u64> r_, m_, mr_;
 };

@@ -26,7 +26,14 @@
 // helper), op by op:
 //  - matmul / mul_weights: client: B, then C_c. Server: nothing.
 //  - mul: server: a0 | b0 | c0 in one fill; client: a1 | b1.
-//  - relu: whatever fss::relu_gate_gen / ReluGateKey::load draw.
+//  - relu: nothing from Prg(seed_p, q). The ReLU gates' material is drawn
+//    from a stream of its own, Prg(seed_p, kReluStream + q) (kReluStream =
+//    2^62), by fss::relu_gate_gen / ReluGateKey::load_borrowed for the
+//    query's relu records in order. Being separate from the stream of the
+//    other operations, whose sizes a party learns only when it runs the
+//    program, it lets the parties check every relu record and expand their
+//    keys in receive_preprocessing (offline), the keys evaluating in place
+//    on the bundle's bytes (the Query owns them, so they outlive the keys).
 #include "mpc/mpc2.h"
 
 #include <openssl/crypto.h>
@@ -68,6 +75,8 @@ constexpr std::size_t kFrameBytes = std::size_t{16} << 20;
 constexpr u64 kDigestMask = (u64{1} << 56) - 1;
 // Weight masks use the upper half of the stream space, queries the lower.
 constexpr u64 kMaskStream = u64{1} << 63;
+// ReLU gate material of query q: stream kReluStream + q (q < kReluStream).
+constexpr u64 kReluStream = u64{1} << 62;
 
 enum Op : u64 { kOpMatmul = 1, kOpMulWeights = 2, kOpMul = 3, kOpRelu = 4 };
 
@@ -178,19 +187,30 @@ void begin_record(net::Bytes& out, u64 op, u64 dig, std::size_t len) {
 // Party (server / client)
 // ===========================================================================
 
+// A relu record's key, made offline. It views the bundle's bytes: moving
+// the bytes (a vector) from the Bundle into the Query keeps them in place.
+struct ReluRecordKey {
+  std::size_t record = 0;  // offset of the record header in the bundle
+  fss::ReluGateKey key;
+};
+
 struct Mpc2Party::Bundle {
   std::uint64_t number = 0;
   net::Bytes bytes;  // header included
+  std::deque<ReluRecordKey> relu;  // one per non-empty relu record, in order
 };
 
 struct Mpc2Party::Query {
-  Query(const Seed& seed, std::uint64_t q, net::Bytes b)
-      : number(q), prg(seed, q), bytes(std::move(b)), pos(kHeaderBytes) {}
+  Query(const Seed& seed, Bundle&& b)
+      : number(b.number), prg(seed, b.number), bytes(std::move(b.bytes)), relu(std::move(b.relu)),
+        pos(kHeaderBytes) {}
 
   std::uint64_t number;
   Prg prg;
-  net::Bytes bytes;
+  net::Bytes bytes;  // must outlive `relu` (declared first: destroyed last)
+  std::deque<ReluRecordKey> relu;
   std::size_t pos;
+  std::size_t last_record = 0;  // offset of the record opened last
 
   // Opens the next record, which must be `op` for the shape `dig`, and
   // returns its payload.
@@ -214,6 +234,7 @@ struct Mpc2Party::Query {
     // Checked by receive_preprocessing; kept here for the reader's sake.
     if (len > bytes.size() - pos - kRecordBytes) bad_message(name + ": record longer than the bundle");
     const std::span<const std::uint8_t> payload(bytes.data() + pos + kRecordBytes, static_cast<std::size_t>(len));
+    last_record = pos;
     pos += kRecordBytes + static_cast<std::size_t>(len);
     return payload;
   }
@@ -280,6 +301,38 @@ void Mpc2Party::check_handle(int w, const char* op) const {
   }
 }
 
+namespace {
+
+// Checks one non-empty relu record payload (at `at`, `len` bytes, in `b`)
+// and makes the party's key on it: u64 length | DCF corrections (the gate
+// count follows from their length), and for the client u64 length | its
+// shares. The key views `b`'s bytes.
+fss::ReluGateKey relu_key(int party, const net::Bytes& b, std::size_t at, std::size_t len, Prg& prg) {
+  static constexpr char kOp[] = "preprocessing: relu";
+  const std::span<const std::uint8_t> payload(b.data() + at, len);
+  std::size_t pos = 0;
+  const auto to_both = chunk(payload, pos, kOp);
+  std::span<const std::uint8_t> to_party1;
+  if (party == 1) to_party1 = chunk(payload, pos, kOp);
+  if (pos != payload.size()) bad_message(std::string(kOp) + ": the helper's record has trailing bytes");
+  // serialized_size(63, n) = 2032 n + ceil(63 n / 4), so 4 * size lies in
+  // [8191 n, 8191 n + 3] and n = floor(4 * size / 8191); checked below.
+  const std::size_t gates =
+      to_both.size() <= std::numeric_limits<std::size_t>::max() / 4 ? to_both.size() * 4 / 8191 : 0;
+  if (gates == 0 || fss::DcfCorrections::serialized_size(63, gates) != to_both.size()) {
+    bad_message(std::string(kOp) + ": DCF corrections of " + std::to_string(to_both.size()) +
+                " bytes, not the size of any number of gates");
+  }
+  try {
+    return fss::ReluGateKey::load_borrowed(party, gates, prg, to_both, to_party1);
+  } catch (const Error& e) {
+    if (e.category() == ErrorCategory::kBadMessage) bad_message(std::string(kOp) + ": " + e.what());
+    throw;
+  }
+}
+
+}  // namespace
+
 void Mpc2Party::receive_preprocessing() {
   net::Bytes b = helper_.recv(kTagPre);
   if (b.size() < kHeaderBytes) {
@@ -323,7 +376,11 @@ void Mpc2Party::receive_preprocessing() {
     bad_message("preprocessing: bundle header announces " + std::to_string(body) + " bytes, the body has " +
                 std::to_string(b.size() - kHeaderBytes));
   }
-  // Walk the records so that a malformed bundle is refused now, not mid-query.
+  if (number >= kReluStream) bad_message("preprocessing: query number " + std::to_string(number) + " out of range");
+  // Walk the records so that a malformed bundle is refused now, not mid-query,
+  // and make the relu keys (checks, PRG expansion) now: they depend on no input.
+  auto bundle = std::make_unique<Bundle>();
+  Prg relu_prg(seed_, kReluStream + number);
   std::size_t pos = kHeaderBytes;
   while (pos < b.size()) {
     if (b.size() - pos < kRecordBytes) bad_message("preprocessing: truncated record header");
@@ -334,9 +391,11 @@ void Mpc2Party::receive_preprocessing() {
       bad_message(std::string("preprocessing: ") + op_name(op) + " record of " + std::to_string(len) +
                   " bytes overruns the bundle");
     }
+    if (op == kOpRelu && len != 0) {
+      bundle->relu.push_back({pos, relu_key(party_, b, pos + kRecordBytes, static_cast<std::size_t>(len), relu_prg)});
+    }
     pos += kRecordBytes + static_cast<std::size_t>(len);
   }
-  auto bundle = std::make_unique<Bundle>();
   bundle->number = number;
   bundle->bytes = std::move(b);
   bundles_.push_back(std::move(bundle));
@@ -351,7 +410,7 @@ void Mpc2Party::begin_query() {
     bad_message("begin_query: stored bundle is for query " + std::to_string(b->number) + ", expected " +
                 std::to_string(next_query_));
   }
-  query_ = std::make_unique<Query>(seed_, b->number, std::move(b->bytes));
+  query_ = std::make_unique<Query>(seed_, std::move(*b));
   ++next_query_;
 }
 
@@ -571,19 +630,16 @@ void Mpc2Party::relu(const Shared& x, Shared* drelu, Shared* relu) {
     if (relu) *relu = Shared{};
     return;
   }
-  std::size_t pos = 0;
-  const auto to_both = chunk(payload, pos, kOp);
-  std::span<const std::uint8_t> to_party1;
-  if (party_ == 1) to_party1 = chunk(payload, pos, kOp);
-  if (pos != payload.size()) bad_message("relu: the helper's record has trailing bytes");
-  const fss::ReluGateKey key = [&] {
-    try {
-      return fss::ReluGateKey::load(party_, n, q.prg, to_both, to_party1);
-    } catch (const Error& e) {
-      if (e.category() == ErrorCategory::kBadMessage) bad_message(std::string("relu: ") + e.what());
-      throw;
-    }
-  }();
+  // The key was checked and expanded by receive_preprocessing.
+  if (q.relu.empty() || q.relu.front().record != q.last_record) {
+    bad_message("relu: the helper's record for " + std::to_string(n) + " gates is empty");
+  }
+  const fss::ReluGateKey key = std::move(q.relu.front().key);
+  q.relu.pop_front();
+  if (key.count() != n) {
+    bad_message("relu: the helper's record holds " + std::to_string(key.count()) + " gates, expected " +
+                std::to_string(n));
+  }
   // Open xhat = x + r: send x_p + r_p, receive the peer's.
   scratch_.resize(2 * n);
   u64* own = scratch_.data();
@@ -694,9 +750,11 @@ void send_bundle(net::Channel& ch, std::uint64_t number, const BundleOut& body) 
 }  // namespace
 
 struct Mpc2Dealer::Query {
-  Query(const Seed& s0, const Seed& s1, std::uint64_t q) : number(q), prg0(s0, q), prg1(s1, q) {}
+  Query(const Seed& s0, const Seed& s1, std::uint64_t q)
+      : number(q), prg0(s0, q), prg1(s1, q), relu0(s0, kReluStream + q), relu1(s1, kReluStream + q) {}
   std::uint64_t number;
-  Prg prg0, prg1;  // shared with the server / the client
+  Prg prg0, prg1;    // shared with the server / the client
+  Prg relu0, relu1;  // the same, for the ReLU gates' material
   BundleOut server, client;
 };
 
@@ -732,6 +790,7 @@ void Mpc2Dealer::check_handle(int w, const char* op) const {
 
 void Mpc2Dealer::begin_query() {
   if (query_) internal("helper begin_query: query " + std::to_string(query_->number) + " is still in progress");
+  if (next_query_ >= kReluStream) internal("helper begin_query: too many queries");
   query_ = std::make_unique<Query>(seed_server_, seed_client_, next_query_);
   ++next_query_;
 }
@@ -870,7 +929,7 @@ void Mpc2Dealer::relu(const Shared& x, Shared* drelu, Shared* relu) {
     begin_record(q.server.cur, kOpRelu, dig, 0);
     begin_record(q.client.cur, kOpRelu, dig, 0);
   } else {
-    fss::ReluGateDealt dealt = fss::relu_gate_gen(n, q.prg0, q.prg1);
+    fss::ReluGateDealt dealt = fss::relu_gate_gen(n, q.relu0, q.relu1);
     const std::size_t both = dealt.to_both.size(), p1 = dealt.to_party1.size();
     auto shared = std::make_shared<const net::Bytes>(std::move(dealt.to_both));
     begin_record(q.server.cur, kOpRelu, dig, 8 + both);

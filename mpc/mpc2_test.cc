@@ -599,6 +599,11 @@ struct Intercepted {
 };
 
 void set_u64(Bytes& b, std::size_t at, u64 v) { std::memcpy(b.data() + at, &v, 8); }
+u64 load_u64_at(const Bytes& b, std::size_t at) {
+  u64 v;
+  std::memcpy(&v, b.data() + at, 8);
+  return v;
+}
 
 TEST(Mpc2, MalformedBundlesAreRefused) {
   Intercepted t;
@@ -641,17 +646,28 @@ TEST(Mpc2, MalformedBundlesAreRefused) {
   refused(b, "unknown operation");
 
   // Consistent header and record framing, but the relu record is short:
-  // refused when the operation reads it.
+  // refused offline too (the relu keys are checked and made there).
   b = good;
   const u64 rec_len = good.size() - 24 - 16 - 100;
   b.resize(good.size() - 100);
   set_u64(b, 16, b.size() - 24);
   set_u64(b, 24 + 8, rec_len);
-  t.fwd->send("mpc2/pre", b);
+  refused(b, "relu");
+  // A relu record whose corrections are one byte short (the length of no
+  // gate count), with consistent framing: refused offline.
+  b = good;
+  set_u64(b, 24 + 16, load_u64_at(good, 24 + 16) - 1);
+  b.erase(b.begin() + 24 + 16 + 8);
+  set_u64(b, 24 + 8, load_u64_at(good, 24 + 8) - 1);
+  set_u64(b, 16, b.size() - 24);
+  refused(b, "not the size of any number of gates");
+  // The record says relu but the party runs mul on it: refused when the
+  // operation reads it (the key made offline is never used).
+  t.fwd->send("mpc2/pre", good);
   t.server->receive_preprocessing();
   t.server->begin_query();
-  Shared s = t.server->input({}, 8), r;
-  Error e = error_of([&] { t.server->relu(s, nullptr, &r); });
+  Shared s = t.server->input({}, 8);
+  Error e = error_of([&] { t.server->mul(s, s); });
   EXPECT_EQ(e.category(), ErrorCategory::kBadMessage) << e.what();
   EXPECT_TRUE(contains(e.what(), "relu")) << e.what();
 
