@@ -183,8 +183,10 @@ std::vector<Tensor> split_batches(const Tensor& x, std::int64_t batch) {
   const std::int64_t n = x.dim(0);
   const std::int64_t b = batch == 0 ? n : batch;
   if (b < 1 || static_cast<std::uint64_t>(b) > roles::kMaxBatch) {
-    throw Error(ErrorCategory::kBadInput, "a query holds 1 to " + std::to_string(roles::kMaxBatch) +
-                                              " samples: use --batch (the input has " + std::to_string(n) + ")");
+    throw Error(ErrorCategory::kBadInput,
+                (batch == 0 ? std::string("the input has ") + std::to_string(n) + " samples: give --batch"
+                            : "--batch " + std::to_string(batch)) +
+                    "; a query holds 1 to " + std::to_string(roles::kMaxBatch) + " samples");
   }
   const std::int64_t per = x.numel() / n;
   std::vector<Tensor> out;

@@ -290,9 +290,10 @@ ClientResult client_session(net::Mesh& mesh, Kind kind, const std::vector<Tensor
     Shape want{x.rank() > 0 ? x.dim(0) : 0};
     want.insert(want.end(), r.plan.input_shape.begin(), r.plan.input_shape.end());
     if (x.rank() < 1 || x.shape() != want || x.dim(0) < 1 || static_cast<std::uint64_t>(x.dim(0)) > kMaxBatch) {
+      std::string expected = "[B";
+      for (std::int64_t d : r.plan.input_shape) expected += ", " + std::to_string(d);
       throw_error(ErrorCategory::kBadInput, "input batch of shape " + shape_to_string(x.shape()) +
-                                                " does not fit the model: [B, " +
-                                                shape_to_string(r.plan.input_shape) + "] with 1 <= B <= " +
+                                                " does not fit the model: " + expected + "] with 1 <= B <= " +
                                                 std::to_string(kMaxBatch) + " expected");
     }
     if (x.dtype() != DType::kFloat32) throw_error(ErrorCategory::kBadInput, "the input must be float32");
