@@ -73,14 +73,6 @@ std::int64_t sent_bytes(const net::Mesh& mesh) {
   return b;
 }
 
-std::int64_t max_rounds(const net::Mesh& mesh) {
-  std::int64_t r = 0;
-  for (const auto& c : mesh.peers) {
-    if (c) r = std::max(r, c->stats().rounds);
-  }
-  return r;
-}
-
 // The plan message: {"backend", "output", "plan"}; exactly these keys.
 std::string plan_message(const ServerModel& m) {
   nlohmann::json j;
@@ -312,6 +304,12 @@ ClientResult client_session(net::Mesh& mesh, Kind kind, const std::vector<Tensor
   }
   const std::vector<int> handles = mpcplan::register_weights(*p, r.plan, nullptr);
   flush_all(mesh);
+  // Rounds over all of the client's channels (in mpc3's ring it sends on one
+  // channel and receives on the other; per-channel counts would say 1).
+  auto rounds = std::make_shared<net::RoundCounter>();
+  for (auto& c : mesh.peers) {
+    if (c) c->set_round_counter(rounds);
+  }
   ClientResult res;
   res.output = r.output;
   res.plan = r.plan;
@@ -331,13 +329,14 @@ ClientResult client_session(net::Mesh& mesh, Kind kind, const std::vector<Tensor
       q.offline_bytes = sent_bytes(mesh);
       reset_stats(mesh);
     }
+    rounds->reset();
     const auto t1 = Clock::now();
     if (p2) p2->begin_query();
     std::optional<Tensor> out = mpcplan::run(*p, r.plan, handles, batch, &x, r.output);
     if (p2) p2->end_query();
     q.online_ms = ms_since(t1);
     q.online_bytes = sent_bytes(mesh);
-    q.rounds = max_rounds(mesh);
+    q.rounds = rounds->rounds.load();
     flush_all(mesh);
     if (!out) throw_error(ErrorCategory::kInternal, "the client got no output");
     const auto [s_off, s_on] = receive_stats(mesh.to(kServer), "server");
