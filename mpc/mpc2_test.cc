@@ -11,15 +11,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <limits>
 #include <map>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -771,71 +768,22 @@ TEST(Mpc2, CallerBugsAreInternalErrors) {
 
 // ---- the server's online view is independent of the client's input --------
 
-// A memory channel pair whose second end records every byte it reads, so
-// that the test sees exactly what the server receives.
-struct Pipe {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::uint8_t> data;
-  bool closed = false;
-};
+// What one end of a channel received, payloads by message tag.
+using View = std::map<std::string, Bytes>;
 
-class TapChannel final : public Channel {
- public:
-  TapChannel(std::shared_ptr<Pipe> out, std::shared_ptr<Pipe> in, Bytes* log)
-      : out_(std::move(out)), in_(std::move(in)), log_(log) {}
-  ~TapChannel() override { close_transport(); }
+void record_into(Channel& c, View* view) {
+  c.set_receive_observer([view](std::string_view tag, std::span<const std::uint8_t> payload) {
+    Bytes& b = (*view)[std::string(tag)];
+    b.insert(b.end(), payload.begin(), payload.end());
+  });
+}
 
- protected:
-  void write_bytes(std::span<const std::uint8_t> d) override {
-    std::lock_guard<std::mutex> lock(out_->mu);
-    if (out_->closed) throw Error(ErrorCategory::kPeerFailure, "peer closed the connection");
-    out_->data.insert(out_->data.end(), d.begin(), d.end());
-    out_->cv.notify_all();
-  }
-  void read_bytes(std::span<std::uint8_t> o, net::Clock::time_point deadline) override {
-    std::unique_lock<std::mutex> lock(in_->mu);
-    std::size_t got = 0;
-    while (got < o.size()) {
-      if (!in_->cv.wait_until(lock, deadline, [&] { return !in_->data.empty() || in_->closed; })) {
-        throw Error(ErrorCategory::kPeerFailure, "timed out");
-      }
-      if (in_->data.empty()) throw Error(ErrorCategory::kPeerFailure, "peer closed the connection");
-      const std::size_t n = std::min(o.size() - got, in_->data.size());
-      std::copy(in_->data.begin(), in_->data.begin() + static_cast<std::ptrdiff_t>(n), o.begin() + got);
-      in_->data.erase(in_->data.begin(), in_->data.begin() + static_cast<std::ptrdiff_t>(n));
-      got += n;
-    }
-    if (log_) log_->insert(log_->end(), o.begin(), o.end());
-  }
-  void close_transport() override {
-    for (Pipe* p : {out_.get(), in_.get()}) {
-      std::lock_guard<std::mutex> lock(p->mu);
-      p->closed = true;
-      p->cv.notify_all();
-    }
-  }
-
- private:
-  std::shared_ptr<Pipe> out_, in_;
-  Bytes* log_;
-};
-
-// Payload bytes of the frames with one of `tags` in a recorded stream.
-Bytes payloads(const Bytes& log, const std::vector<std::string>& tags) {
+// Payload bytes of the messages with one of `tags`.
+Bytes payloads(const View& view, const std::vector<std::string>& tags) {
   Bytes out;
-  std::size_t pos = 0;
-  while (pos < log.size()) {
-    const std::size_t tl = log[pos];
-    const std::string tag(reinterpret_cast<const char*>(log.data() + pos + 1), tl);
-    u64 len;
-    std::memcpy(&len, log.data() + pos + 1 + tl, 8);
-    const std::size_t at = pos + 1 + tl + 8;
-    if (std::find(tags.begin(), tags.end(), tag) != tags.end()) {
-      out.insert(out.end(), log.begin() + static_cast<std::ptrdiff_t>(at),
-                 log.begin() + static_cast<std::ptrdiff_t>(at + len));
-    }
-    pos = at + static_cast<std::size_t>(len);
+  for (const std::string& t : tags) {
+    const auto it = view.find(t);
+    if (it != view.end()) out.insert(out.end(), it->second.begin(), it->second.end());
   }
   return out;
 }
@@ -915,10 +863,11 @@ ServerView server_view(const std::vector<u64>& input, int queries) {
   const std::size_t m = 8, k = 16, n = 4;
   std::mt19937_64 rng(9);
   const auto w = small_u64(rng, m * k, 12);
-  Bytes log;
-  auto p_sc = std::make_shared<Pipe>(), p_cs = std::make_shared<Pipe>();
-  TapChannel to_client(p_sc, p_cs, &log);  // the server's end: records what it reads
-  TapChannel to_server(p_cs, p_sc, nullptr);
+  View log;
+  auto [server_end, client_end] = net::memory_pair();
+  Channel& to_client = *server_end;  // the server's end: records what it reads
+  Channel& to_server = *client_end;
+  record_into(to_client, &log);
   auto [h_s, s_h] = net::memory_pair();
   auto [h_c, c_h] = net::memory_pair();
   auto program = [&](Protocol& p) {

@@ -9,19 +9,17 @@
 #include <array>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
-#include <deque>
 #include <functional>
 #include <iostream>
 #include <limits>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -553,77 +551,9 @@ TEST(Mpc3Test, CallerBugsAreInternalErrors) {
 
 // ---- the server's view is independent of the client's input ----------------
 
-// A memory transport that records the payload bytes its side receives, by
-// message tag (the tags and lengths themselves are public and the same for
-// any input).
+// What the server receives, payloads by message tag (the tags and lengths
+// themselves are public and the same for any input).
 using View = std::map<std::string, std::vector<std::uint8_t>>;
-struct TapPipe {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::uint8_t> data;
-  bool closed = false;
-};
-
-class TapChannel final : public net::Channel {
- public:
-  TapChannel(std::shared_ptr<TapPipe> out, std::shared_ptr<TapPipe> in, View* tap)
-      : out_(std::move(out)), in_(std::move(in)), tap_(tap) {}
-  ~TapChannel() override { close_transport(); }
-
- protected:
-  void write_bytes(std::span<const std::uint8_t> d) override {
-    std::lock_guard<std::mutex> lock(out_->mu);
-    if (out_->closed) throw Error(ErrorCategory::kPeerFailure, "peer closed the connection");
-    out_->data.insert(out_->data.end(), d.begin(), d.end());
-    out_->cv.notify_all();
-  }
-  void read_bytes(std::span<std::uint8_t> o, net::Clock::time_point deadline) override {
-    {
-      std::unique_lock<std::mutex> lock(in_->mu);
-      std::size_t got = 0;
-      while (got < o.size()) {
-        if (!in_->cv.wait_until(lock, deadline, [&] { return !in_->data.empty() || in_->closed; })) {
-          throw Error(ErrorCategory::kPeerFailure, "timed out");
-        }
-        if (in_->data.empty()) throw Error(ErrorCategory::kPeerFailure, "peer closed the connection");
-        const std::size_t n = std::min(o.size() - got, in_->data.size());
-        std::copy(in_->data.begin(), in_->data.begin() + static_cast<std::ptrdiff_t>(n), o.begin() + got);
-        in_->data.erase(in_->data.begin(), in_->data.begin() + static_cast<std::ptrdiff_t>(n));
-        got += n;
-      }
-    }
-    // Channel::recv reads a frame as: tag length, tag, 8-byte length, payload.
-    switch (state_) {
-      case 0: state_ = 1; break;
-      case 1:
-        tag_.assign(o.begin(), o.end());
-        state_ = 2;
-        break;
-      case 2: {
-        std::uint64_t len = 0;
-        for (int i = 0; i < 8; ++i) len |= std::uint64_t{o[static_cast<std::size_t>(i)]} << (8 * i);
-        state_ = len ? 3 : 0;
-        break;
-      }
-      default:
-        if (tap_) (*tap_)[tag_].insert((*tap_)[tag_].end(), o.begin(), o.end());
-        state_ = 0;
-    }
-  }
-  void close_transport() override {
-    for (TapPipe* p : {out_.get(), in_.get()}) {
-      std::lock_guard<std::mutex> lock(p->mu);
-      p->closed = true;
-      p->cv.notify_all();
-    }
-  }
-
- private:
-  std::shared_ptr<TapPipe> out_, in_;
-  View* tap_;
-  int state_ = 0;
-  std::string tag_;
-};
 
 /// Runs fn(party, channels to next and prev) on three threads; everything
 /// party 0 (the server) receives is appended to *server_view.
@@ -632,9 +562,13 @@ void run3_tapped(View* server_view,
   std::array<std::array<std::unique_ptr<net::Channel>, 3>, 3> ch;  // ch[i][j]: i's end to j
   for (int i = 0; i < 3; ++i) {
     for (int j = i + 1; j < 3; ++j) {
-      auto a = std::make_shared<TapPipe>(), b = std::make_shared<TapPipe>();
-      ch[i][j] = std::make_unique<TapChannel>(a, b, i == 0 ? server_view : nullptr);
-      ch[j][i] = std::make_unique<TapChannel>(b, a, nullptr);
+      std::tie(ch[i][j], ch[j][i]) = net::memory_pair();
+      if (i == 0 && server_view) {
+        ch[i][j]->set_receive_observer([server_view](std::string_view tag, std::span<const std::uint8_t> p) {
+          auto& b = (*server_view)[std::string(tag)];
+          b.insert(b.end(), p.begin(), p.end());
+        });
+      }
     }
   }
   std::array<std::exception_ptr, 3> err;

@@ -97,6 +97,7 @@ Bytes Channel::recv(std::string_view tag) {
     Traffic& t = stats_.received_by_tag[want];
     t.bytes += n;
     t.messages += 1;
+    if (on_receive_) on_receive_(want, payload);
     return payload;
   } catch (const Error& e) {
     if (broken_) throw;

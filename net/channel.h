@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -96,6 +97,12 @@ class Channel {
     stats_ = {};
     last_was_send_ = false;
   }
+  /// Called with the tag and payload of every message this channel receives,
+  /// after its checks passed, on the receiving thread: a party's view of the
+  /// protocol, for tracing and for tests that inspect what a party learns.
+  using ReceiveObserver = std::function<void(std::string_view tag, std::span<const std::uint8_t> payload)>;
+  void set_receive_observer(ReceiveObserver f) { on_receive_ = std::move(f); }
+
   /// Counts this channel's sends and receives into a party-wide counter too.
   void set_round_counter(std::shared_ptr<RoundCounter> c) { party_rounds_ = std::move(c); }
 
@@ -129,6 +136,7 @@ class Channel {
   std::atomic<bool> last_was_send_{false};
   std::atomic<bool> broken_{false};
   std::shared_ptr<RoundCounter> party_rounds_;
+  ReceiveObserver on_receive_;
 };
 
 }  // namespace blindfold::net

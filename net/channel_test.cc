@@ -62,6 +62,22 @@ TEST(Channel, CountersMatchAHandCountedExchange) {
   EXPECT_EQ(sb.received_by_tag.at("a").bytes, 41);
 }
 
+TEST(Channel, ReceiveObserverSeesEachAcceptedMessage) {
+  auto [a, b] = memory_pair();
+  std::vector<std::pair<std::string, std::string>> seen;
+  b->set_receive_observer([&seen](std::string_view tag, std::span<const std::uint8_t> p) {
+    seen.emplace_back(std::string(tag), std::string(p.begin(), p.end()));
+  });
+  a->send("x", "abc");
+  a->send("empty", "");
+  a->send("y", "zz");
+  EXPECT_EQ(b->recv("x").size(), 3u);
+  EXPECT_EQ(b->recv("empty").size(), 0u);
+  EXPECT_THROW(b->recv("other"), Error);  // a refused message is not observed
+  const std::vector<std::pair<std::string, std::string>> want = {{"x", "abc"}, {"empty", ""}};
+  EXPECT_EQ(seen, want);
+}
+
 TEST(Channel, DesyncNamesBothTags) {
   auto [a, b] = memory_pair();
   a->send("shares", "12345");
