@@ -101,8 +101,34 @@ Channel& Mesh::to(int j) const {
   return *peers[static_cast<std::size_t>(j)];
 }
 
-void simulate(int n, const std::function<void(Mesh&)>& fn) {
-  if (n < 1) throw Error(ErrorCategory::kBadInput, "simulate needs at least one party");
+std::int64_t Mesh::sent_bytes() const {
+  std::int64_t b = 0;
+  for (const auto& c : peers) {
+    if (c) b += c->stats().sent.bytes;
+  }
+  return b;
+}
+
+void Mesh::reset_stats() {
+  for (auto& c : peers) {
+    if (c) c->reset_stats();
+  }
+}
+
+void Mesh::flush() {
+  for (auto& c : peers) {
+    if (c) c->flush();
+  }
+}
+
+void Mesh::set_round_counter(const std::shared_ptr<RoundCounter>& rc) {
+  for (auto& c : peers) {
+    if (c) c->set_round_counter(rc);
+  }
+}
+
+std::vector<Mesh> memory_meshes(int n) {
+  if (n < 1) throw Error(ErrorCategory::kBadInput, "a mesh needs at least one party");
   std::vector<Mesh> meshes(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) {
     meshes[static_cast<std::size_t>(i)].self = i;
@@ -117,24 +143,29 @@ void simulate(int n, const std::function<void(Mesh&)>& fn) {
       meshes[static_cast<std::size_t>(j)].peers[static_cast<std::size_t>(i)] = std::move(b);
     }
   }
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
+  return meshes;
+}
+
+void run_meshes(std::vector<Mesh>& meshes, const std::function<void(Mesh&)>& fn) {
+  const std::size_t n = meshes.size();
+  std::vector<std::exception_ptr> errors(n);
   // char, not bool: vector<bool> packs bits, and threads write neighbours.
-  std::vector<char> own_failure(static_cast<std::size_t>(n), 0);
+  std::vector<char> own_failure(n, 0);
   std::vector<std::thread> threads;
-  for (int i = 0; i < n; ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
-      Mesh& m = meshes[static_cast<std::size_t>(i)];
+      Mesh& m = meshes[i];
       try {
         fn(m);
       } catch (const Error& e) {
-        errors[static_cast<std::size_t>(i)] = std::current_exception();
-        own_failure[static_cast<std::size_t>(i)] = e.category() != ErrorCategory::kPeerFailure;
+        errors[i] = std::current_exception();
+        own_failure[i] = e.category() != ErrorCategory::kPeerFailure;
         for (auto& c : m.peers) {
           if (c) c->close();
         }
       } catch (...) {
-        errors[static_cast<std::size_t>(i)] = std::current_exception();
-        own_failure[static_cast<std::size_t>(i)] = true;
+        errors[i] = std::current_exception();
+        own_failure[i] = true;
         for (auto& c : m.peers) {
           if (c) c->close();
         }
@@ -143,14 +174,18 @@ void simulate(int n, const std::function<void(Mesh&)>& fn) {
   }
   for (auto& t : threads) t.join();
   // The root cause is a party's own error, not the peer failures it caused.
-  for (int i = 0; i < n; ++i) {
-    if (errors[static_cast<std::size_t>(i)] && own_failure[static_cast<std::size_t>(i)]) {
-      std::rethrow_exception(errors[static_cast<std::size_t>(i)]);
-    }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (errors[i] && own_failure[i]) std::rethrow_exception(errors[i]);
   }
   for (auto& e : errors) {
     if (e) std::rethrow_exception(e);
   }
+}
+
+void simulate(int n, const std::function<void(Mesh&)>& fn) {
+  if (n < 1) throw Error(ErrorCategory::kBadInput, "simulate needs at least one party");
+  std::vector<Mesh> meshes = memory_meshes(n);
+  run_meshes(meshes, fn);
 }
 
 }  // namespace blindfold::net

@@ -23,7 +23,24 @@ struct Mesh {
   std::vector<std::unique_ptr<Channel>> peers;
   Channel& to(int j) const;
   int size() const { return static_cast<int>(peers.size()); }
+  /// Bytes sent on all channels since their stats were last reset.
+  std::int64_t sent_bytes() const;
+  /// Resets every channel's stats (not concurrent with their use).
+  void reset_stats();
+  /// Flushes every channel.
+  void flush();
+  /// Counts the rounds of all channels into `c` (Channel::set_round_counter).
+  void set_round_counter(const std::shared_ptr<RoundCounter>& c);
 };
+
+/// A full mesh of memory channels for parties 0..n-1 (peers named "party J"),
+/// for callers that keep the parties' channels across several runs.
+std::vector<Mesh> memory_meshes(int n);
+
+/// Runs fn(meshes[i]) for every party on its own thread, with simulate()'s
+/// failure handling (below). The meshes stay usable afterwards if no party
+/// failed.
+void run_meshes(std::vector<Mesh>& meshes, const std::function<void(Mesh&)>& fn);
 
 /// Runs fn(mesh) for parties 0..n-1, each on its own thread, over memory
 /// channels. When a party throws, its channels are closed so the others fail

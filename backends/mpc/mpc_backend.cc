@@ -1,9 +1,7 @@
 #include "backends/mpc/mpc_backend.h"
 
 #include <chrono>
-#include <exception>
 #include <functional>
-#include <mutex>
 
 #include "core/error.h"
 #include "mpc/mpc2.h"
@@ -19,85 +17,21 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-std::vector<net::Mesh> memory_meshes(int n) {
-  std::vector<net::Mesh> m(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    m[static_cast<std::size_t>(i)].self = i;
-    m[static_cast<std::size_t>(i)].peers.resize(static_cast<std::size_t>(n));
-  }
-  for (int i = 0; i < n; ++i) {
-    for (int j = i + 1; j < n; ++j) {
-      auto [a, b] = net::memory_pair();
-      a->set_peer_name(std::string("party ") + std::to_string(j) + " (" + mpc::party_name(j) + ")");
-      b->set_peer_name(std::string("party ") + std::to_string(i) + " (" + mpc::party_name(i) + ")");
-      m[static_cast<std::size_t>(i)].peers[static_cast<std::size_t>(j)] = std::move(a);
-      m[static_cast<std::size_t>(j)].peers[static_cast<std::size_t>(i)] = std::move(b);
-    }
-  }
-  return m;
-}
-
-void attach_round_counters(std::vector<net::Mesh>& meshes, std::vector<std::shared_ptr<net::RoundCounter>>& out) {
-  out.clear();
-  for (auto& m : meshes) {
-    auto c = std::make_shared<net::RoundCounter>();
-    for (auto& ch : m.peers) {
-      if (ch) ch->set_round_counter(c);
-    }
-    out.push_back(c);
-  }
-}
-
-// Runs fns[i] on its own thread. When one throws, its channels are closed so
-// the others fail fast; the first error (lowest party among those that threw
-// first-hand) is rethrown.
+// Runs fns[i] as party i (net::run_meshes: each on its own thread; a failing
+// party's channels are closed and its own error is rethrown).
 void run_parties(std::vector<net::Mesh>& meshes, const std::vector<std::function<void()>>& fns) {
-  std::vector<std::exception_ptr> errors(fns.size());
-  std::vector<int> first_hand(fns.size(), 0);
-  std::mutex mu;
-  bool any = false;
-  std::vector<std::thread> threads;
-  for (std::size_t i = 0; i < fns.size(); ++i) {
-    threads.emplace_back([&, i] {
-      try {
-        fns[i]();
-      } catch (...) {
-        errors[i] = std::current_exception();
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          first_hand[i] = any ? 0 : 1;
-          any = true;
-        }
-        for (auto& c : meshes[i].peers) {
-          if (c) c->close();
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (std::size_t i = 0; i < fns.size(); ++i) {
-    if (errors[i] && first_hand[i]) std::rethrow_exception(errors[i]);
-  }
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+  net::run_meshes(meshes, [&](net::Mesh& m) { fns[static_cast<std::size_t>(m.self)](); });
 }
 
-std::int64_t sent_bytes(const net::Mesh& m) {
+std::int64_t sent_bytes(const std::vector<net::Mesh>& meshes) {
   std::int64_t b = 0;
-  for (const auto& c : m.peers) {
-    if (c) b += c->stats().sent.bytes;
-  }
+  for (const auto& m : meshes) b += m.sent_bytes();
   return b;
 }
 
 void reset_stats(std::vector<net::Mesh>& meshes, std::vector<std::shared_ptr<net::RoundCounter>>& rounds) {
   for (auto& r : rounds) r->reset();
-  for (auto& m : meshes) {
-    for (auto& c : m.peers) {
-      if (c) c->reset_stats();
-    }
-  }
+  for (auto& m : meshes) m.reset_stats();
 }
 
 }  // namespace
@@ -172,8 +106,19 @@ void MpcBackend::setup(const model::Graph& graph, const BackendOptions& options)
   plan_ = mpcplan::lower(graph, settings_.frac_bits, &weights_);
   // The client and the helper get the plan as the server would send it.
   const mpcplan::Plan remote = mpcplan::Plan::parse(plan_.serialize());
-  meshes_ = memory_meshes(3);
-  attach_round_counters(meshes_, rounds_);
+  meshes_ = net::memory_meshes(3);
+  for (auto& m : meshes_) {
+    for (std::size_t j = 0; j < m.peers.size(); ++j) {
+      if (m.peers[j]) {
+        m.peers[j]->set_peer_name("party " + std::to_string(j) + " (" + mpc::party_name(static_cast<int>(j)) + ")");
+      }
+    }
+  }
+  rounds_.clear();
+  for (auto& m : meshes_) {
+    rounds_.push_back(std::make_shared<net::RoundCounter>());
+    m.set_round_counter(rounds_.back());
+  }
   p_ = std::make_unique<Parties>();
   Parties& P = *p_;
   const int f = settings_.frac_bits;
@@ -198,7 +143,7 @@ void MpcBackend::setup(const model::Graph& graph, const BackendOptions& options)
                         [&] { P.handles[1] = mpcplan::register_weights(P.proto(1), remote, nullptr); },
                         [&] { P.handles[2] = mpcplan::register_weights(P.proto(2), remote, nullptr); }});
   setup_cost_.ms = ms_since(t0);
-  setup_cost_.bytes = sent_bytes(meshes_[0]) + sent_bytes(meshes_[1]) + sent_bytes(meshes_[2]) +
+  setup_cost_.bytes = sent_bytes(meshes_) +
                       static_cast<std::int64_t>(2 * remote.serialize().size());
 }
 
@@ -221,7 +166,7 @@ std::vector<Tensor> MpcBackend::infer(const std::vector<Tensor>& inputs, RunMetr
                             P.dealer2->end_query();
                           }});
     m.offline.ms = ms_since(t0);
-    m.offline.bytes = sent_bytes(meshes_[2]);
+    m.offline.bytes = meshes_[2].sent_bytes();
   }
   reset_stats(meshes_, rounds_);
   std::optional<Tensor> out;
@@ -244,7 +189,7 @@ std::vector<Tensor> MpcBackend::infer(const std::vector<Tensor>& inputs, RunMetr
                           [&] { mpcplan::run(*P.p3[2], plan_, P.handles[2], batch, nullptr, settings_.output); }});
   }
   m.online.ms = ms_since(t1);
-  m.online.bytes = sent_bytes(meshes_[0]) + sent_bytes(meshes_[1]) + sent_bytes(meshes_[2]);
+  m.online.bytes = sent_bytes(meshes_);
   // Rounds on the critical path: the most any party waited and answered.
   std::int64_t rounds = 0;
   for (const auto& r : rounds_) rounds = std::max(rounds, r->rounds.load());

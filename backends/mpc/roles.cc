@@ -53,26 +53,6 @@ void check_mesh(const net::Mesh& mesh, int self, const char* role) {
   }
 }
 
-void reset_stats(net::Mesh& mesh) {
-  for (auto& c : mesh.peers) {
-    if (c) c->reset_stats();
-  }
-}
-
-void flush_all(net::Mesh& mesh) {
-  for (auto& c : mesh.peers) {
-    if (c) c->flush();
-  }
-}
-
-std::int64_t sent_bytes(const net::Mesh& mesh) {
-  std::int64_t b = 0;
-  for (const auto& c : mesh.peers) {
-    if (c) b += c->stats().sent.bytes;
-  }
-  return b;
-}
-
 // The plan message: {"backend", "output", "plan"}; exactly these keys.
 std::string plan_message(const ServerModel& m) {
   nlohmann::json j;
@@ -201,7 +181,7 @@ SessionSummary serve_session(net::Mesh& mesh, const ServerModel& m) {
   const std::string msg = plan_message(m);
   mesh.to(kClient).send(kTagPlan, msg);
   mesh.to(kHelper).send(kTagPlan, msg);
-  flush_all(mesh);
+  mesh.flush();
   const int f = m.plan.frac_bits;
   std::unique_ptr<mpc::Mpc2Party> p2;
   std::unique_ptr<mpc::Mpc3Party> p3;
@@ -214,20 +194,20 @@ SessionSummary serve_session(net::Mesh& mesh, const ServerModel& m) {
     p = p3.get();
   }
   const std::vector<int> handles = mpcplan::register_weights(*p, m.plan, &m.weights);
-  flush_all(mesh);
+  mesh.flush();
   SessionSummary s;
   for (;;) {
     const std::uint64_t batch = receive_query(mesh.to(kClient));
     if (batch == 0) break;
-    reset_stats(mesh);
+    mesh.reset_stats();
     if (p2) p2->receive_preprocessing();
-    const std::int64_t offline = sent_bytes(mesh);
-    reset_stats(mesh);
+    const std::int64_t offline = mesh.sent_bytes();
+    mesh.reset_stats();
     if (p2) p2->begin_query();
     mpcplan::run(*p, m.plan, handles, static_cast<std::int64_t>(batch), nullptr, m.output);
     if (p2) p2->end_query();
-    flush_all(mesh);
-    send_stats(mesh, offline, sent_bytes(mesh));
+    mesh.flush();
+    send_stats(mesh, offline, mesh.sent_bytes());
     s.queries += 1;
     s.samples += static_cast<std::int64_t>(batch);
   }
@@ -250,22 +230,22 @@ SessionSummary helper_session(net::Mesh& mesh, Kind kind) {
     p = p3.get();
   }
   const std::vector<int> handles = mpcplan::register_weights(*p, r.plan, nullptr);
-  flush_all(mesh);
+  mesh.flush();
   SessionSummary s;
   for (;;) {
     const std::uint64_t batch = receive_query(mesh.to(kClient));
     if (batch == 0) break;
-    reset_stats(mesh);
+    mesh.reset_stats();
     if (d2) {
       d2->begin_query();
       mpcplan::run(*d2, r.plan, handles, static_cast<std::int64_t>(batch), nullptr, r.output);
       d2->end_query();
-      flush_all(mesh);
-      send_stats(mesh, sent_bytes(mesh), 0);
+      mesh.flush();
+      send_stats(mesh, mesh.sent_bytes(), 0);
     } else {
       mpcplan::run(*p3, r.plan, handles, static_cast<std::int64_t>(batch), nullptr, r.output);
-      flush_all(mesh);
-      send_stats(mesh, 0, sent_bytes(mesh));
+      mesh.flush();
+      send_stats(mesh, 0, mesh.sent_bytes());
     }
     s.queries += 1;
     s.samples += static_cast<std::int64_t>(batch);
@@ -303,13 +283,11 @@ ClientResult client_session(net::Mesh& mesh, Kind kind, const std::vector<Tensor
     p = p3.get();
   }
   const std::vector<int> handles = mpcplan::register_weights(*p, r.plan, nullptr);
-  flush_all(mesh);
+  mesh.flush();
   // Rounds over all of the client's channels (in mpc3's ring it sends on one
   // channel and receives on the other; per-channel counts would say 1).
   auto rounds = std::make_shared<net::RoundCounter>();
-  for (auto& c : mesh.peers) {
-    if (c) c->set_round_counter(rounds);
-  }
+  mesh.set_round_counter(rounds);
   ClientResult res;
   res.output = r.output;
   res.plan = r.plan;
@@ -318,16 +296,16 @@ ClientResult client_session(net::Mesh& mesh, Kind kind, const std::vector<Tensor
     const net::Bytes header = u64s_bytes({static_cast<std::uint64_t>(batch)});
     mesh.to(kServer).send(kTagQuery, header);
     mesh.to(kHelper).send(kTagQuery, header);
-    flush_all(mesh);
+    mesh.flush();
     QueryMetrics q;
     q.batch = batch;
-    reset_stats(mesh);
+    mesh.reset_stats();
     if (p2) {
       const auto t0 = Clock::now();
       p2->receive_preprocessing();
       q.offline_ms = ms_since(t0);
-      q.offline_bytes = sent_bytes(mesh);
-      reset_stats(mesh);
+      q.offline_bytes = mesh.sent_bytes();
+      mesh.reset_stats();
     }
     rounds->reset();
     const auto t1 = Clock::now();
@@ -335,9 +313,9 @@ ClientResult client_session(net::Mesh& mesh, Kind kind, const std::vector<Tensor
     std::optional<Tensor> out = mpcplan::run(*p, r.plan, handles, batch, &x, r.output);
     if (p2) p2->end_query();
     q.online_ms = ms_since(t1);
-    q.online_bytes = sent_bytes(mesh);
+    q.online_bytes = mesh.sent_bytes();
     q.rounds = rounds->rounds.load();
-    flush_all(mesh);
+    mesh.flush();
     if (!out) throw_error(ErrorCategory::kInternal, "the client got no output");
     const auto [s_off, s_on] = receive_stats(mesh.to(kServer), "server");
     const auto [h_off, h_on] = receive_stats(mesh.to(kHelper), "helper");
@@ -349,7 +327,7 @@ ClientResult client_session(net::Mesh& mesh, Kind kind, const std::vector<Tensor
   const net::Bytes end = u64s_bytes({0});
   mesh.to(kServer).send(kTagQuery, end);
   mesh.to(kHelper).send(kTagQuery, end);
-  flush_all(mesh);
+  mesh.flush();
   receive_end(mesh.to(kServer), "server");
   receive_end(mesh.to(kHelper), "helper");
   return res;
