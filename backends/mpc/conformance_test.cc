@@ -320,6 +320,13 @@ TEST(MpcPlan, SerializationRoundTripsAndRejectsTampering) {
   t = s;
   t.replace(t.find("\"in0\":0"), 7, "\"in0\":9");
   expect_bad(t);
+  // A constant's shape whose element count overflows int64 (7 dims of 65536).
+  const std::string he = mpcplan::lower(model::import_onnx_file(root() + "/models/fmnist-he.onnx"), 12, nullptr).serialize();
+  const auto at = he.find("\"w_shape\":[", he.find("\"kind\":\"mul_weights\""));
+  ASSERT_NE(at, std::string::npos);
+  t = he;
+  t.replace(at, t.find(']', at) - at + 1, "\"w_shape\":[65536,65536,65536,65536,65536,65536,65536]");
+  expect_bad(t);
 }
 
 }  // namespace

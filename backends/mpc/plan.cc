@@ -257,7 +257,6 @@ struct Lowering {
         return;
       }
       case OpType::kRelu: {
-        const int v = n.inputs.at(0);
         const int in = shared_in(n, 0);
         const int out_v = n.outputs.at(0);
         // Relu then MaxPool equals MaxPool then Relu (max is monotone), and
@@ -272,7 +271,6 @@ struct Lowering {
             }
           }
         }
-        (void)v;
         if (defer) {
           slot[out_v] = in;
           pending_relu[out_v] = true;
@@ -550,8 +548,8 @@ Plan Plan::parse(const std::string& text) {
     p.slots = j.at("slots").get<int>();
     check_range(p.slots >= 1 && p.slots <= kMaxSlots, "slot count out of range");
     auto slot_ok = [&](int s) { return s >= 0 && s < p.slots; };
-    auto shape_ok = [](const Shape& s) {
-      if (s.size() > 6) return false;
+    auto shape_ok = [](const Shape& s, std::size_t max_rank = 6) {
+      if (s.size() > max_rank) return false;
       std::int64_t n = 1;
       for (std::int64_t d : s) {
         if (d < 1 || d > kMaxDim) return false;
@@ -647,8 +645,8 @@ Plan Plan::parse(const std::string& text) {
         case StepKind::kMulWeights:
         case StepKind::kAddWeights: {
           check_range(shape_ok(s.in_shape) && numel(s.in_shape) == in_n, where + "input shape");
-          check_range(s.w_shape.size() <= 7, where + "weight shape rank");
-          for (std::int64_t d : s.w_shape) check_range(d >= 1 && d <= kMaxDim, where + "weight shape");
+          // A constant broadcasts against [1, in_shape...]: one rank more.
+          check_range(shape_ok(s.w_shape, 7), where + "weight shape out of range");
           check_range(weight_ok(s.weight, numel(s.w_shape)), where + "weight handle/size");
           try {
             broadcast_index(s.in_shape, s.w_shape);
@@ -710,8 +708,7 @@ namespace {
 // Local helpers on shares (linear, so the same for every protocol).
 void mul_public_vec(Shared& x, std::span<const u64> c) {
   for (auto* v : {&x.s0, &x.s1}) {
-    if (v->empty()) continue;
-    for (std::size_t i = 0; i < v->size(); ++i) (*v)[i] *= c[i];
+    if (!v->empty()) mpc::ring_mul(*v, c, *v);
   }
 }
 
