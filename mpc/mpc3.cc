@@ -181,52 +181,14 @@ void Mpc3Party::exchange(const char* op, std::span<const u64> mine, std::span<u6
   recv_words(next_, (party_ + 1) % 3, kTagReshare, op, theirs);
 }
 
-// ---- model set-up ----------------------------------------------------------
-
-int Mpc3Party::register_weights(std::span<const u64> w, std::size_t n) {
-  const bool owner = party_ == static_cast<int>(Party::kServer);
-  if (owner ? w.size() != n : !w.empty()) {
-    internal("register_weights: the server passes the " + std::to_string(n) +
-             " values and the others none; party " + std::to_string(party_) + " passed " +
-             std::to_string(w.size()));
-  }
-  const std::uint64_t c = calls_++;
-  Prg self(k_self_, c), next(k_next_, c);
-  Shared out;
-  out.n = n;
-  out.s0.resize(n);
-  out.s1.resize(n);
-  // w_0 from k_0 (parties 2 and 0), w_1 from k_1 (parties 0 and 1), and
-  // w_2 = w - w_0 - w_1 sent by the server to parties 1 and 2.
-  switch (party_) {
-    case 0: {  // holds (w_0, w_1); k_self = k_0, k_next = k_1
-      fill_words(self, out.s0);
-      fill_words(next, out.s1);
-      std::span<u64> w2 = scratch(n);
-      for (std::size_t j = 0; j < n; ++j) w2[j] = w[j] - out.s0[j] - out.s1[j];
-      send_words(next_, kTagWeights, w2);
-      send_words(prev_, kTagWeights, w2);
-      break;
-    }
-    case 1:  // holds (w_1, w_2); k_self = k_1
-      fill_words(self, out.s0);
-      recv_words(prev_, 0, kTagWeights, "register_weights", out.s1);
-      break;
-    case 2:  // holds (w_2, w_0); k_next = k_0
-      recv_words(next_, 0, kTagWeights, "register_weights", out.s0);
-      fill_words(next, out.s1);
-      break;
-  }
-  weights_.push_back(std::move(out));
-  return static_cast<int>(weights_.size() - 1);
-}
-
-// ---- one query -------------------------------------------------------------
-
-Shared Mpc3Party::input(std::span<const u64> x, std::size_t n) {
-  const bool owner = party_ == static_cast<int>(Party::kClient);
-  if (owner ? x.size() != n : !x.empty()) {
-    internal("input: the client passes the " + std::to_string(n) +
+// The owner o of n values shares them: x_o and x_{o+1} come from the seeds
+// k_o (parties o-1 and o) and k_{o+1} (parties o and o+1); the third share
+// x_{o+2} = x - x_o - x_{o+1} is sent by the owner to the two parties that
+// hold it, o+1 and o+2. Party i's place relative to the owner decides its part.
+Shared Mpc3Party::share_owned(int owner, std::span<const u64> x, std::size_t n, const char* tag,
+                              const char* op) {
+  if (party_ == owner ? x.size() != n : !x.empty()) {
+    internal(std::string(op) + ": the " + party_name(owner) + " passes the " + std::to_string(n) +
              " values and the others none; party " + std::to_string(party_) + " passed " +
              std::to_string(x.size()));
   }
@@ -236,28 +198,39 @@ Shared Mpc3Party::input(std::span<const u64> x, std::size_t n) {
   out.n = n;
   out.s0.resize(n);
   out.s1.resize(n);
-  // x_1 from k_1 (parties 0 and 1), x_2 from k_2 (parties 1 and 2), and
-  // x_0 = x - x_1 - x_2 sent by the client to parties 0 and 2.
-  switch (party_) {
-    case 0:  // holds (x_0, x_1); k_next = k_1
-      fill_words(next, out.s1);
-      recv_words(next_, 1, kTagInput, "input", out.s0);
-      break;
-    case 1: {  // holds (x_1, x_2); k_self = k_1, k_next = k_2
+  switch ((party_ - owner + 3) % 3) {
+    case 0: {  // the owner: holds (x_o, x_{o+1}) from k_self = k_o, k_next = k_{o+1}
       fill_words(self, out.s0);
       fill_words(next, out.s1);
-      std::span<u64> x0 = scratch(n);
-      for (std::size_t j = 0; j < n; ++j) x0[j] = x[j] - out.s0[j] - out.s1[j];
-      send_words(prev_, kTagInput, x0);
-      send_words(next_, kTagInput, x0);
+      std::span<u64> third = scratch(n);
+      for (std::size_t j = 0; j < n; ++j) third[j] = x[j] - out.s0[j] - out.s1[j];
+      send_words(next_, tag, third);
+      send_words(prev_, tag, third);
       break;
     }
-    case 2:  // holds (x_2, x_0); k_self = k_2
+    case 1:  // holds (x_{o+1}, x_{o+2}); k_self = k_{o+1}; the owner is prev
       fill_words(self, out.s0);
-      recv_words(prev_, 1, kTagInput, "input", out.s1);
+      recv_words(prev_, owner, tag, op, out.s1);
+      break;
+    case 2:  // holds (x_{o+2}, x_o); k_next = k_o; the owner is next
+      recv_words(next_, owner, tag, op, out.s0);
+      fill_words(next, out.s1);
       break;
   }
   return out;
+}
+
+// ---- model set-up ----------------------------------------------------------
+
+int Mpc3Party::register_weights(std::span<const u64> w, std::size_t n) {
+  weights_.push_back(share_owned(static_cast<int>(Party::kServer), w, n, kTagWeights, "register_weights"));
+  return static_cast<int>(weights_.size() - 1);
+}
+
+// ---- one query -------------------------------------------------------------
+
+Shared Mpc3Party::input(std::span<const u64> x, std::size_t n) {
+  return share_owned(static_cast<int>(Party::kClient), x, n, kTagInput, "input");
 }
 
 void Mpc3Party::add_public(Shared& x, std::span<const u64> c) {

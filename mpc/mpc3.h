@@ -73,6 +73,7 @@ class Mpc3Party final : public Protocol {
   std::vector<u64> reveal_to_client(const Shared& x) override;
 
  private:
+  Shared share_owned(int owner, std::span<const u64> x, std::size_t n, const char* tag, const char* op);
   int party_;
   net::Channel& next_;
   net::Channel& prev_;
