@@ -467,98 +467,71 @@ TEST(Mpc2, PerOperationCosts) {
 
 // ---- desynchronisation, malformed and wrong-size messages -----------------
 
-TEST(Mpc2, DealerPartyDesyncIsDetected) {
-  const std::vector<u64> w(4 * 8, 1), x(8 * 2, 1);
-  auto setup = [&](Protocol& p) { p.register_weights(if_party(p, 0, w), w.size()); };
-  // The parties run relu where the dealer ran matmul.
-  auto e = error_of([&] {
+// The error of one query where the dealer runs `dealer_program` and the two
+// parties run `party_program` (after registering the same weights).
+Error desync_error(const std::vector<u64>& w, const std::function<void(Protocol&)>& dealer_program,
+                   const std::function<void(Protocol&)>& party_program) {
+  return error_of([&] {
     net::simulate(3, [&](Mesh& m) {
       if (m.self == 2) {
         Mpc2Dealer d(m.to(0), m.to(1));
-        setup(d);
+        d.register_weights({}, w.size());
         d.begin_query();
-        d.matmul(0, d.input({}, x.size()), 4, 8, 2);
+        dealer_program(d);
         d.end_query();
         return;
       }
       Mpc2Party p(m.self, m.to(1 - m.self), m.to(2));
-      setup(p);
+      p.register_weights(if_party(p, 0, w), w.size());
       p.receive_preprocessing();
       p.begin_query();
-      Shared s = p.input(if_party(p, 1, x), x.size()), r;
-      p.relu(s, nullptr, &r);
+      party_program(p);
       p.end_query();
     });
   });
+}
+
+TEST(Mpc2, DealerPartyDesyncIsDetected) {
+  const std::vector<u64> w(4 * 8, 1), x(8 * 2, 1);
+  auto in = [&](Protocol& p, std::size_t n) { return p.input(if_party(p, 1, x), n); };
+  // The parties run relu where the dealer ran matmul.
+  Error e = desync_error(
+      w, [&](Protocol& d) { d.matmul(0, in(d, x.size()), 4, 8, 2); },
+      [&](Protocol& p) {
+        Shared r;
+        p.relu(in(p, x.size()), nullptr, &r);
+      });
   EXPECT_EQ(e.category(), ErrorCategory::kBadMessage) << e.what();
   EXPECT_TRUE(contains(e.what(), "relu")) << e.what();
   EXPECT_TRUE(contains(e.what(), "matmul")) << e.what();
 
   // Same operation, other sizes.
-  e = error_of([&] {
-    net::simulate(3, [&](Mesh& m) {
-      if (m.self == 2) {
-        Mpc2Dealer d(m.to(0), m.to(1));
-        d.begin_query();
+  e = desync_error(
+      w,
+      [&](Protocol& d) {
         Shared r;
-        d.relu(d.input({}, 8), nullptr, &r);
-        d.end_query();
-        return;
-      }
-      Mpc2Party p(m.self, m.to(1 - m.self), m.to(2));
-      p.receive_preprocessing();
-      p.begin_query();
-      Shared s = p.input(if_party(p, 1, x), x.size()), r;
-      p.relu(s, nullptr, &r);
-      p.end_query();
-    });
-  });
+        d.relu(in(d, 8), nullptr, &r);
+      },
+      [&](Protocol& p) {
+        Shared r;
+        p.relu(in(p, x.size()), nullptr, &r);
+      });
   EXPECT_EQ(e.category(), ErrorCategory::kBadMessage) << e.what();
   EXPECT_TRUE(contains(e.what(), "relu")) << e.what();
 
+  auto muls = [&](int count) {
+    return [&, count](Protocol& p) {
+      Shared s = in(p, x.size());
+      for (int i = 0; i < count; ++i) p.mul(s, s);
+    };
+  };
   // The dealer ran one operation more: caught at end_query.
-  e = error_of([&] {
-    net::simulate(3, [&](Mesh& m) {
-      if (m.self == 2) {
-        Mpc2Dealer d(m.to(0), m.to(1));
-        d.begin_query();
-        Shared s = d.input({}, 16);
-        d.mul(s, s);
-        d.mul(s, s);
-        d.end_query();
-        return;
-      }
-      Mpc2Party p(m.self, m.to(1 - m.self), m.to(2));
-      p.receive_preprocessing();
-      p.begin_query();
-      Shared s = p.input(if_party(p, 1, x), x.size());
-      p.mul(s, s);
-      p.end_query();
-    });
-  });
+  e = desync_error(w, muls(2), muls(1));
   EXPECT_EQ(e.category(), ErrorCategory::kBadMessage) << e.what();
   EXPECT_TRUE(contains(e.what(), "end_query")) << e.what();
 
   // The parties ran one operation more.
-  e = error_of([&] {
-    net::simulate(3, [&](Mesh& m) {
-      if (m.self == 2) {
-        Mpc2Dealer d(m.to(0), m.to(1));
-        d.begin_query();
-        Shared s = d.input({}, 16);
-        d.mul(s, s);
-        d.end_query();
-        return;
-      }
-      Mpc2Party p(m.self, m.to(1 - m.self), m.to(2));
-      p.receive_preprocessing();
-      p.begin_query();
-      Shared s = p.input(if_party(p, 1, x), x.size());
-      p.mul(s, s);
-      p.mul(s, s);
-      p.end_query();
-    });
-  });
+  e = desync_error(w, muls(1), muls(2));
   EXPECT_EQ(e.category(), ErrorCategory::kBadMessage) << e.what();
   EXPECT_TRUE(contains(e.what(), "no more operations")) << e.what();
 }
