@@ -112,6 +112,10 @@ class Graph {
   int opset = 13;
   std::string name;
   std::string producer;
+  /// The model's metadata_props (ModelProto field 14), key -> value, e.g.
+  /// "blindfold.input_bound" (docs/MPC.md). At most 256 entries of at most
+  /// 4 KiB each (the importer refuses more).
+  std::map<std::string, std::string> metadata;
 
   /// Appends a value and returns its index. Throws kBadModel on a duplicate.
   int add_value(Value v);

@@ -300,6 +300,13 @@ Graph convert_model(const onnx::ModelProto& mp, const ImportOptions& options) {
   if (opset < 1 || opset > 1000) bad("the model's opset " + std::to_string(opset) + " is invalid");
   g.opset = opset;
   g.producer = mp.producer_name();
+  if (mp.metadata_props_size() > 256) bad("the model has more than 256 metadata entries");
+  for (const onnx::StringStringEntryProto& e : mp.metadata_props()) {
+    if (e.key().size() > 4096 || e.value().size() > 4096) {
+      bad("metadata entry '" + e.key().substr(0, 64) + "' is longer than 4 KiB");
+    }
+    if (!g.metadata.emplace(e.key(), e.value()).second) bad("metadata key '" + e.key() + "' appears twice");
+  }
   const onnx::GraphProto& gp = mp.graph();
   g.name = gp.name();
   if (static_cast<std::size_t>(gp.node_size()) > kMaxNodes)

@@ -618,7 +618,8 @@ void Mpc2Party::trunc(Shared& x, int bits) {
   }
 }
 
-void Mpc2Party::relu(const Shared& x, Shared* drelu, Shared* relu) {
+void Mpc2Party::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
+  check_relu_bits(bits);
   static constexpr char kOp[] = "relu";
   Query& q = in_query(kOp);
   check_share(x, kOp);
@@ -920,7 +921,8 @@ Shared Mpc2Dealer::mul(const Shared& x, const Shared& y) {
 
 void Mpc2Dealer::trunc(Shared& x, int bits) { check_trunc_bits(bits); }
 
-void Mpc2Dealer::relu(const Shared& x, Shared* drelu, Shared* relu) {
+void Mpc2Dealer::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
+  check_relu_bits(bits);
   static constexpr char kOp[] = "relu";
   Query& q = in_query(kOp);
   const std::size_t n = x.n;

@@ -83,7 +83,8 @@ class Mpc2Party final : public Protocol {
   Shared matmul(int w, const Shared& x, std::size_t m, std::size_t k, std::size_t n) override;
   Shared mul(const Shared& x, const Shared& y) override;
   void trunc(Shared& x, int bits) override;
-  void relu(const Shared& x, Shared* drelu, Shared* relu) override;
+  using Protocol::relu;
+  void relu(const Shared& x, Shared* drelu, Shared* relu, int bits) override;
   std::vector<u64> reveal_to_client(const Shared& x) override;
 
  private:
@@ -129,7 +130,8 @@ class Mpc2Dealer final : public Protocol {
   Shared matmul(int w, const Shared& x, std::size_t m, std::size_t k, std::size_t n) override;
   Shared mul(const Shared& x, const Shared& y) override;
   void trunc(Shared& x, int bits) override;
-  void relu(const Shared& x, Shared* drelu, Shared* relu) override;
+  using Protocol::relu;
+  void relu(const Shared& x, Shared* drelu, Shared* relu, int bits) override;
   std::vector<u64> reveal_to_client(const Shared& x) override;
 
  private:

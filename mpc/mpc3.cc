@@ -412,7 +412,8 @@ void Mpc3Party::trunc(Shared& x, int bits) {
 // Binary AND of replicated boolean sharings [AFLNO16, Sec. 2.1]:
 // z_i = a_i b_i ^ a_i b_{i+1} ^ a_{i+1} b_i ^ beta_i, z_i sent to party i-1.
 // Every round is one message per direction, whatever the size.
-void Mpc3Party::relu(const Shared& x, Shared* drelu, Shared* relu) {
+void Mpc3Party::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
+  check_relu_bits(bits);
   check(x, "relu");
   if (!drelu && !relu) return;
   const std::uint64_t c = calls_++;

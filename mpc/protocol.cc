@@ -15,6 +15,13 @@ const char* party_name(int party) {
   }
 }
 
+void check_relu_bits(int bits) {
+  if (bits < 2 || bits > 64) {
+    throw Error(ErrorCategory::kInternal,
+                "mpc relu: comparison width " + std::to_string(bits) + " bits (must be 2..64)");
+  }
+}
+
 namespace {
 
 // Applies fn(in_share, out_share) to each share vector that x has.

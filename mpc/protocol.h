@@ -51,6 +51,8 @@ Shared mul_public(const Shared& x, u64 c);
 Shared sum_groups(const Shared& x, std::span<const std::uint32_t> group, std::size_t groups);
 /// Concatenation.
 Shared concat(const std::vector<const Shared*>& parts);
+/// Throws Error(kInternal) unless 2 <= bits <= 64 (Protocol::relu).
+void check_relu_bits(int bits);
 
 class Protocol {
  public:
@@ -88,7 +90,19 @@ class Protocol {
   virtual void trunc(Shared& x, int bits) = 0;
   /// Shares of DReLU(x) = 1{x >= 0} (0/1, unscaled) and ReLU(x) (scale of x).
   /// Either output pointer may be null when not wanted.
-  virtual void relu(const Shared& x, Shared* drelu, Shared* relu) = 0;
+  ///
+  /// `bits` (2..64) is the comparison width: the caller promises that every
+  /// x, read as a signed 64-bit integer, lies in [-2^(bits-1), 2^(bits-1)),
+  /// and the sign is computed from the low `bits` bits only, which costs
+  /// about bits/64 of a full-width comparison. With bits = 64 the result is
+  /// exact for every x. Outside the promised range the outputs are still
+  /// well-formed shares, of a wrong value (the sign of x mod 2^bits); nothing
+  /// else breaks. All parties (and the mpc2 dealer) must pass the same bits.
+  /// Throws Error(kInternal) for bits outside 2..64 (a caller bug; a plan
+  /// from a peer is validated before it gets here).
+  virtual void relu(const Shared& x, Shared* drelu, Shared* relu, int bits) = 0;
+  /// Full width (bits = 64): exact for every x.
+  void relu(const Shared& x, Shared* drelu, Shared* relu) { this->relu(x, drelu, relu, 64); }
   /// Opens x to the client only; returns the values on the client, an empty
   /// vector elsewhere.
   virtual std::vector<u64> reveal_to_client(const Shared& x) = 0;
