@@ -3,10 +3,11 @@
 // layers: (100, 256, B), (10, 100, B), (128, 784, B)), per kernel variant and
 // single-threaded unless the name says "pool". Items are multiply-adds, so
 // items_per_second is MAC/s.
-// The FSS ReLU gate (mpc/fss.h): dealer generation of 10k gates, one party's
-// evaluation of 10k and 600k gates, and the bare 63-bit DCF evaluation;
-// items are gates. The 600k-gate evaluation holds about 2.5 GB of keys
-// while it is set up.
+// The FSS ReLU gate (mpc/fss.h), at gate widths 20, 32 and 64 bits (the
+// cost is proportional to width - 1): dealer generation of 10k gates, one
+// party's evaluation of 10k and 600k gates, and the bare DCF evaluation on
+// width - 1 bits; items are gates. The 600k-gate evaluation holds about
+// 2.5 GB of keys (at 64 bits) while it is set up.
 // The FSS code and the "pool" matmul use ThreadPool::global(), so those
 // report wall-clock time (UseRealTime); the single-threaded kernels report
 // CPU time, steadier on a shared machine.
@@ -82,28 +83,35 @@ blindfold::Seed seed_of(std::uint8_t tag) {
   return s;
 }
 
-// Args: {gates}.
+// Args: {gates, bits}.
 void relu_gate_gen_bench(benchmark::State& state) {
   const auto count = static_cast<std::size_t>(state.range(0));
+  const int bits = static_cast<int>(state.range(1));
   blindfold::Prg prg0(seed_of(1)), prg1(seed_of(2));
   for (auto _ : state) {
-    fss::ReluGateDealt dealt = fss::relu_gate_gen(count, prg0, prg1);
+    fss::ReluGateDealt dealt = fss::relu_gate_gen(count, bits, prg0, prg1);
     benchmark::DoNotOptimize(dealt.to_both.data());
   }
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }
-BENCHMARK(relu_gate_gen_bench)->ArgName("gates")->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(relu_gate_gen_bench)
+    ->ArgNames({"gates", "bits"})
+    ->ArgsProduct({{10000}, {20, 32, 64}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
-// Args: {gates, party}: one party's ReluGateKey::eval, DReLU and ReLU both.
+// Args: {gates, party, bits}: one party's ReluGateKey::eval, DReLU and ReLU
+// both.
 void relu_gate_eval_bench(benchmark::State& state) {
   const auto count = static_cast<std::size_t>(state.range(0));
   const int party = static_cast<int>(state.range(1));
+  const int bits = static_cast<int>(state.range(2));
   blindfold::Prg d0(seed_of(1)), d1(seed_of(2));
   std::optional<fss::ReluGateKey> key;
   {
-    const fss::ReluGateDealt dealt = fss::relu_gate_gen(count, d0, d1);
+    const fss::ReluGateDealt dealt = fss::relu_gate_gen(count, bits, d0, d1);
     blindfold::Prg p(seed_of(party == 0 ? 1 : 2));
-    key.emplace(fss::ReluGateKey::load(party, count, p, dealt.to_both,
+    key.emplace(fss::ReluGateKey::load(party, count, bits, p, dealt.to_both,
                                        party == 0 ? std::span<const std::uint8_t>() : dealt.to_party1));
   }
   const std::vector<u64> xhat = random_u64(count, 3);
@@ -116,26 +124,25 @@ void relu_gate_eval_bench(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }
 BENCHMARK(relu_gate_eval_bench)
-    ->ArgNames({"gates", "party"})
-    ->Args({10000, 0})
-    ->Args({10000, 1})
+    ->ArgNames({"gates", "party", "bits"})
+    ->ArgsProduct({{10000}, {0, 1}, {20, 32, 64}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 // Set-up takes seconds: few, fixed iterations so that it runs once.
 BENCHMARK(relu_gate_eval_bench)
-    ->ArgNames({"gates", "party"})
-    ->Args({600000, 1})
+    ->ArgNames({"gates", "party", "bits"})
+    ->ArgsProduct({{600000}, {1}, {20, 64}})
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// Args: {gates}: dcf_eval at 63 bits (the ReLU gate's), party 0.
+// Args: {gates, bits}: dcf_eval on bits - 1 (the ReLU gate's DCF), party 0.
 void dcf_eval_bench(benchmark::State& state) {
   const auto count = static_cast<std::size_t>(state.range(0));
-  constexpr int kBits = 63;
+  const int dcf_bits = static_cast<int>(state.range(1)) - 1;
   std::vector<u64> alpha = random_u64(count, 4), x = random_u64(count, 5);
-  for (auto& v : alpha) v >>= 64 - kBits;
-  for (auto& v : x) v >>= 64 - kBits;
+  for (auto& v : alpha) v >>= 64 - dcf_bits;
+  for (auto& v : x) v >>= 64 - dcf_bits;
   const std::vector<u64> words = random_u64(6 * count, 6);
   std::vector<fss::Block> beta(count), root0(count), root1(count);
   for (std::size_t i = 0; i < count; ++i) {
@@ -143,7 +150,7 @@ void dcf_eval_bench(benchmark::State& state) {
     root0[i] = {words[6 * i + 2], words[6 * i + 3]};
     root1[i] = {words[6 * i + 4], words[6 * i + 5]};
   }
-  const fss::DcfCorrections cw = fss::dcf_gen(kBits, alpha, beta, root0, root1);
+  const fss::DcfCorrections cw = fss::dcf_gen(dcf_bits, alpha, beta, root0, root1);
   std::vector<fss::Block> out(count);
   for (auto _ : state) {
     fss::dcf_eval(0, cw, root0, x, out);
@@ -151,6 +158,10 @@ void dcf_eval_bench(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }
-BENCHMARK(dcf_eval_bench)->ArgName("gates")->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(dcf_eval_bench)
+    ->ArgNames({"gates", "bits"})
+    ->ArgsProduct({{10000}, {20, 32, 64}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace

@@ -24,8 +24,9 @@
 // per gate; eval: pieces of kPiece gates, 2 blocks per gate, with the next
 // corrections prefetched so that memory traffic overlaps the AES work).
 // Sub-batches are spread over ThreadPool::global(), each task with its own
-// EVP context. Evaluation is bound by AES (2 KB per gate, ~130 ns per gate
-// at 9.4 GB/s) plus the corrections read from memory (2 KB per gate).
+// EVP context. Evaluation is bound by AES (32 bytes per gate and level:
+// 2 KB per 64-bit gate, ~130 ns at 9.4 GB/s) plus the corrections read from
+// memory (33 bytes per gate and level).
 #include "mpc/fss.h"
 
 #include <openssl/crypto.h>
@@ -62,8 +63,13 @@ namespace {
 constexpr std::size_t kSub = 2048;
 constexpr std::int64_t kGrain = 1;
 
-constexpr int kReluBits = 63;
-constexpr u64 kLow63 = (u64{1} << 63) - 1;
+// A ReLU gate of width n uses a DCF over n - 1 bits (fss.h).
+void check_relu_width(int bits, const char* where) {
+  if (bits < 2 || bits > 64) {
+    throw Error(ErrorCategory::kInternal,
+                std::string(where) + ": gate width of " + std::to_string(bits) + " bits (2..64)");
+  }
+}
 
 template <class T>
 void wipe_vec(std::vector<T>& v) {
@@ -592,7 +598,10 @@ void dcf_eval(int party, const DcfCorrections& cw, std::span<const Block> root,
 
 // ---- ReLU gate -------------------------------------------------------------
 
-ReluGateDealt relu_gate_gen(std::size_t count, Prg& prg0, Prg& prg1) {
+ReluGateDealt relu_gate_gen(std::size_t count, int bits, Prg& prg0, Prg& prg1) {
+  check_relu_width(bits, "relu_gate_gen");
+  const int dcf_bits = bits - 1;
+  const u64 low = domain_mask(dcf_bits);
   // Draws, in the order of the header: roots, r shares; prg0 also m_r and
   // m_r * r shares.
   auto draw_blocks = [count](Prg& prg) {
@@ -612,27 +621,28 @@ ReluGateDealt relu_gate_gen(std::size_t count, Prg& prg0, Prg& prg1) {
   std::vector<Block> root1 = draw_blocks(prg1);
   std::vector<u64> r1 = draw_u64(prg1);
 
-  // r = r0 + r1, m_r = MSB(r), alpha = r mod 2^63, beta = (1 - 2 m_r) (1, r).
+  // r = r0 + r1, m_r = bit n-1 of r, alpha = r mod 2^(n-1),
+  // beta = (1 - 2 m_r) (1, r) with the full 64-bit r.
   std::vector<u64> alpha(count);
   std::vector<Block> beta(count);
   ReluGateDealt dealt;
   dealt.to_party1.resize(count * 2 * sizeof(u64));
   for (std::size_t i = 0; i < count; ++i) {
     const u64 r = r0[i] + r1[i];
-    const u64 m = r >> 63;
+    const u64 m = (r >> dcf_bits) & 1;
     const u64 sign = 1 - 2 * m;  // 1 or 2^64 - 1
-    alpha[i] = r & kLow63;
+    alpha[i] = r & low;
     beta[i] = Block{sign, sign * r};
     const u64 shares[2] = {m - m0[i], m * r - mr0[i]};
     std::memcpy(dealt.to_party1.data() + i * sizeof shares, shares, sizeof shares);
   }
   // Generate straight into the serialization (no second 2 KB-per-gate copy).
-  check_gen_args(kReluBits, alpha, beta, root0, root1);
-  const std::size_t entries = static_cast<std::size_t>(kReluBits) * count;
-  dealt.to_both.resize(DcfCorrections::serialized_size(kReluBits, count));
+  check_gen_args(dcf_bits, alpha, beta, root0, root1);
+  const std::size_t entries = static_cast<std::size_t>(dcf_bits) * count;
+  dealt.to_both.resize(DcfCorrections::serialized_size(dcf_bits, count));
   std::vector<std::uint8_t> t(entries);
   GenOut out;
-  out.bits = kReluBits;
+  out.bits = dcf_bits;
   out.count = count;
   out.seed = dealt.to_both.data();
   out.value = out.seed + entries * sizeof(Block);
@@ -646,28 +656,29 @@ ReluGateDealt relu_gate_gen(std::size_t count, Prg& prg0, Prg& prg1) {
   return dealt;
 }
 
-ReluGateKey ReluGateKey::load(int party, std::size_t count, Prg& prg,
+ReluGateKey ReluGateKey::load(int party, std::size_t count, int bits, Prg& prg,
                               std::span<const std::uint8_t> to_both,
                               std::span<const std::uint8_t> to_party1) {
   // Check everything (and draw from the PRG) on the caller's bytes first,
   // then copy and re-point the view at the copy.
-  ReluGateKey key = load_borrowed(party, count, prg, to_both, to_party1);
+  ReluGateKey key = load_borrowed(party, count, bits, prg, to_both, to_party1);
   key.own_.assign(to_both.begin(), to_both.end());
-  key.cw_ = DcfCorrectionsView::of(kReluBits, count, key.own_);
+  key.cw_ = DcfCorrectionsView::of(bits - 1, count, key.own_);
   return key;
 }
 
-ReluGateKey ReluGateKey::load_borrowed(int party, std::size_t count, Prg& prg,
+ReluGateKey ReluGateKey::load_borrowed(int party, std::size_t count, int bits, Prg& prg,
                                        std::span<const std::uint8_t> to_both,
                                        std::span<const std::uint8_t> to_party1) {
   if (party != 0 && party != 1) {
     throw Error(ErrorCategory::kInternal, "ReluGateKey::load: party not 0/1");
   }
-  const std::size_t both_want = DcfCorrections::serialized_size(kReluBits, count);
+  check_relu_width(bits, "ReluGateKey::load");
+  const std::size_t both_want = DcfCorrections::serialized_size(bits - 1, count);
   if (to_both.size() != both_want) {
-    throw Error(ErrorCategory::kBadMessage, "ReLU gate key (" + std::to_string(count) +
-                                                " gates): DCF corrections of " +
-                                                sizes(to_both.size(), both_want));
+    throw Error(ErrorCategory::kBadMessage,
+                "ReLU gate key (" + std::to_string(count) + " gates of " + std::to_string(bits) +
+                    " bits): DCF corrections of " + sizes(to_both.size(), both_want));
   }
   const std::size_t p1_want = party == 1 ? count * 2 * sizeof(u64) : 0;
   if (to_party1.size() != p1_want) {
@@ -679,7 +690,8 @@ ReluGateKey ReluGateKey::load_borrowed(int party, std::size_t count, Prg& prg,
   ReluGateKey key;
   key.party_ = party;
   key.count_ = count;
-  key.cw_ = DcfCorrectionsView::of(kReluBits, count, to_both);
+  key.bits_ = bits;
+  key.cw_ = DcfCorrectionsView::of(bits - 1, count, to_both);
   key.root_.resize(count);
   key.r_.resize(count);
   key.m_.resize(count);
@@ -711,19 +723,21 @@ void ReluGateKey::eval(std::span<const u64> xhat, std::span<u64> drelu,
   }
   if (drelu.empty() && relu.empty()) return;
   const u64 one = party_ == 0 ? 1 : 0;
+  const int top = bits_ - 1;  // bit n-1: the sign bit of an n-bit y
+  const u64 low = domain_mask(top);
   const EvalCw ecw = eval_cw(cw_);
   for_sub_batches(
       count_, [] { return std::make_unique<EvalScratch>(); },
       [&](std::unique_ptr<EvalScratch>& e, std::size_t begin, std::size_t end) {
-        // DCF at xhat mod 2^63: shares of (c', c' r), c' = c (1 - 2 m_r).
-        eval_range<true>(*e, party_, ecw, root_.data(), xhat.data(), kLow63, begin, end,
+        // DCF at xhat mod 2^(n-1): shares of (c', c' r), c' = c (1 - 2 m_r).
+        eval_range<true>(*e, party_, ecw, root_.data(), xhat.data(), low, begin, end,
                          e->out.data());
         for (std::size_t i = begin; i < end; ++i) {
           const Block c = e->out[i - begin];
-          const u64 u = m_[i] + c.lo;      // share of u = m_r ^ c
-          const u64 ur = mr_[i] + c.hi;    // share of u r
-          const u64 msb = u64{0} - (xhat[i] >> 63);  // all ones when MSB(xhat) = 1
-          // DReLU = u if MSB(xhat) else 1 - u; DReLU r = u r if MSB(xhat) else r - u r.
+          const u64 u = m_[i] + c.lo;                       // share of u = m_r ^ c
+          const u64 ur = mr_[i] + c.hi;                     // share of u r
+          const u64 msb = u64{0} - ((xhat[i] >> top) & 1);  // all ones when xhat_{n-1} = 1
+          // DReLU = u if xhat_{n-1} else 1 - u; DReLU r = u r if xhat_{n-1} else r - u r.
           const u64 d = (u & msb) | ((one - u) & ~msb);
           const u64 dr = (ur & msb) | ((r_[i] - ur) & ~msb);
           if (!drelu.empty()) drelu[i] = d;

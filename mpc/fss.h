@@ -17,21 +17,35 @@
 // words.
 //
 // The ReLU/DReLU gate on top (masked-input paradigm of the same paper and of
-// LLAMA/Orca/SIGMA): the parties hold additive shares of x in Z_2^64 and of a
-// dealer mask r; they open xhat = x + r (one round) and each evaluates its key
-// on xhat locally, obtaining additive shares of DReLU(x) = 1{x >= 0 as int64}
-// and of ReLU(x) = DReLU(x) * x. With m_r = MSB(r), the borrow
-// c = 1{xhat mod 2^63 < r mod 2^63} gives MSB(x) = MSB(xhat) ^ m_r ^ c. The DCF
-// (domain 63 bits, alpha = r mod 2^63) carries beta = ((1 - 2 m_r),
-// (1 - 2 m_r) r), so the parties get shares of c' = c (1 - 2 m_r) and c' r;
-// with dealer shares of m_r and m_r * r, u = m_r ^ c = m_r + c' and
-// u r = m_r r + c' r are linear, and so are DReLU = (MSB(xhat) ? u : 1 - u) and
-// ReLU = DReLU * xhat - DReLU * r. Exact for every x in Z_2^64 (no
-// approximation, no error probability).
+// LLAMA/Orca/SIGMA), of a width n in [2, 64]: the parties hold additive
+// shares of x in Z_2^64 and of a dealer mask r; they open xhat = x + r (one
+// round) and each evaluates its key on xhat locally, obtaining additive
+// shares of DReLU(x) = 1{x >= 0} and of ReLU(x) = DReLU(x) * x. The gate
+// reads the sign from y = x mod 2^n only: MSB_n(y) = xhat_{n-1} ^ r_{n-1} ^ c,
+// with z_{n-1} bit n-1 of z and the borrow c = 1{xhat mod 2^(n-1) <
+// r mod 2^(n-1)} (the carry out of the low n-1 bits of y + r). The DCF
+// (domain n-1 bits, alpha = r mod 2^(n-1)) carries beta = ((1 - 2 m_r),
+// (1 - 2 m_r) r) with m_r = r_{n-1} and the full 64-bit r, so the parties
+// get shares of c' = c (1 - 2 m_r) and c' r; with dealer shares of m_r and
+// m_r * r, u = m_r ^ c = m_r + c' and u r = m_r r + c' r are linear, and so
+// are DReLU = (xhat_{n-1} ? u : 1 - u) and ReLU = DReLU * xhat - DReLU * r,
+// in Z_2^64 with the full 64-bit xhat and r.
 //
-// Key size per gate: 63 levels x (16-byte seed CW + 16-byte payload CW + 2
-// bits) + a 16-byte final CW = 2,048 bytes, sent by the dealer to both
-// parties; evaluation costs 2 AES blocks per level (126 per gate).
+// Range: the result is exact (no approximation, no error probability)
+// whenever x, read as a signed 64-bit integer, lies in [-2^(n-1), 2^(n-1)):
+// then the sign of y as an n-bit integer is the sign of x, and ReLU is
+// DReLU * x exactly. With n = 64 that is every x (and the gate is bit for bit
+// the 63-bit-DCF gate of earlier versions). Outside the range the outputs
+// are still well-formed shares: DReLU = 1 - MSB_n(x mod 2^n) (the sign of
+// x mod 2^n as an n-bit integer) and ReLU = that bit times x.
+//
+// Key size per gate: (n - 1) levels x (16-byte seed CW + 16-byte payload CW
+// + 2 bits) + a 16-byte final CW, i.e. DcfCorrections::serialized_size(n - 1,
+// count) = 32.25 (n - 1) + 16 bytes per gate (rounded up over the batch):
+// about 2,048 bytes at n = 64, 1,016 at 32, 629 at 20, sent by the dealer
+// to both parties (party 1 also gets 16 bytes of shares per gate).
+// Evaluation costs 2 AES blocks per level: 2 (n - 1) per gate (126 at 64
+// bits, 62 at 32, 38 at 20).
 #pragma once
 
 #include <cstddef>
@@ -140,16 +154,18 @@ void dcf_eval(int party, const DcfCorrections& cw, std::span<const Block> root,
 /// both parties) and party 1's shares of m_r and m_r * r (party 0 draws its
 /// shares from its PRG; party 1's are the dealer's correction terms).
 struct ReluGateDealt {
-  std::vector<std::uint8_t> to_both;    // DcfCorrections serialization (bits 63)
+  std::vector<std::uint8_t> to_both;    // DcfCorrections serialization (n - 1 bits)
   std::vector<std::uint8_t> to_party1;  // count x (m_r share, m_r*r share), u64 LE
 };
 
-/// Dealer: generates `count` gates. prg0 / prg1 are the PRGs it shares with
-/// party 0 / party 1; the parties replay them with relu_gate_load in the
-/// same order. Draw order, per PRG, for the whole batch: `count` root seeds
-/// (16 bytes each), then `count` shares of r; prg0 then also `count` shares
-/// of m_r and `count` shares of m_r * r. r = r0 + r1.
-ReluGateDealt relu_gate_gen(std::size_t count, Prg& prg0, Prg& prg1);
+/// Dealer: generates `count` gates of width `bits` (2..64, see the header
+/// comment; throws Error(kInternal) otherwise). prg0 / prg1 are the PRGs it
+/// shares with party 0 / party 1; the parties replay them with
+/// ReluGateKey::load in the same order. Draw order, per PRG, for the whole
+/// batch (the same for every width): `count` root seeds (16 bytes each),
+/// then `count` shares of r; prg0 then also `count` shares of m_r and
+/// `count` shares of m_r * r. r = r0 + r1.
+ReluGateDealt relu_gate_gen(std::size_t count, int bits, Prg& prg0, Prg& prg1);
 
 /// One party's keys for `count` gates.
 ///
@@ -165,32 +181,39 @@ class ReluGateKey {
   ReluGateKey(const ReluGateKey&) = delete;
   ReluGateKey& operator=(const ReluGateKey&) = delete;
 
-  /// Party b's key: draws its PRG part (see relu_gate_gen) from `prg` and
-  /// checks the dealer's bytes (copying the correction words once).
-  /// `to_party1` must be empty for party 0. Throws Error(kBadMessage) when a
-  /// byte count does not match `count` or the t bits are malformed.
-  static ReluGateKey load(int party, std::size_t count, Prg& prg,
+  /// Party b's key for `count` gates of width `bits` (the dealer's): draws
+  /// its PRG part (see relu_gate_gen) from `prg` and checks the dealer's
+  /// bytes (copying the correction words once). `to_party1` must be empty
+  /// for party 0. Throws Error(kBadMessage) when a byte count does not match
+  /// `count` and `bits` or the t bits are malformed; Error(kInternal) for a
+  /// party other than 0/1 or a width outside 2..64 (the caller validates
+  /// widths it reads from a peer).
+  static ReluGateKey load(int party, std::size_t count, int bits, Prg& prg,
                           std::span<const std::uint8_t> to_both,
                           std::span<const std::uint8_t> to_party1);
   /// The same checks and PRG draws as load(), without copying `to_both`:
   /// the key keeps a view into it (see the lifetime rule above).
   /// `to_party1` is copied (16 bytes per gate) and need not outlive the key.
-  static ReluGateKey load_borrowed(int party, std::size_t count, Prg& prg,
+  static ReluGateKey load_borrowed(int party, std::size_t count, int bits, Prg& prg,
                                    std::span<const std::uint8_t> to_both,
                                    std::span<const std::uint8_t> to_party1);
   int party() const { return party_; }
   std::size_t count() const { return count_; }
+  /// The gate width n (2..64; 0 for a default-constructed key).
+  int bits() const { return bits_; }
   /// This party's share of the input masks r, to add before opening.
   std::span<const u64> r_share() const { return r_; }
 
-  /// Given the opened xhat[i] = x[i] + r[i], writes this party's shares of
-  /// DReLU(x) (0/1, unscaled) and/or ReLU(x) (same scale as x); pass an
-  /// empty span for an output not wanted. Sizes must equal count().
+  /// Given the opened xhat[i] = x[i] + r[i] (all 64 bits), writes this
+  /// party's shares of DReLU(x) (0/1, unscaled) and/or ReLU(x) (same scale
+  /// as x); exact for x in [-2^(bits-1), 2^(bits-1)) (header comment). Pass
+  /// an empty span for an output not wanted. Sizes must equal count().
   void eval(std::span<const u64> xhat, std::span<u64> drelu, std::span<u64> relu) const;
 
  private:
   int party_ = 0;
   std::size_t count_ = 0;
+  int bits_ = 0;
   std::vector<std::uint8_t> own_;  // load(): the copied corrections (public: not wiped)
   DcfCorrectionsView cw_;          // into own_ or the caller's bytes
   detail::SecretVector<Block> root_;

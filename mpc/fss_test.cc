@@ -314,19 +314,23 @@ TEST(DcfTest, CorrectionWordsLookRandom) {
 // ---- ReLU gate -------------------------------------------------------------
 
 struct Gate {
+  int bits = 64;
   ReluGateKey k0, k1;
   std::vector<u64> r;  // the mask r = r0 + r1 (test only)
 };
 
-Gate make_gate(std::size_t count, std::uint8_t tag) {
+Gate make_gate(std::size_t count, std::uint8_t tag, int bits = 64) {
   Prg d0(seed_of(tag), 7), d1(seed_of(static_cast<std::uint8_t>(tag + 1)), 7);
-  const ReluGateDealt dealt = relu_gate_gen(count, d0, d1);
-  EXPECT_EQ(dealt.to_both.size(), DcfCorrections::serialized_size(63, count));
+  const ReluGateDealt dealt = relu_gate_gen(count, bits, d0, d1);
+  EXPECT_EQ(dealt.to_both.size(), DcfCorrections::serialized_size(bits - 1, count));
   EXPECT_EQ(dealt.to_party1.size(), 16 * count);
   Prg p0(seed_of(tag), 7), p1(seed_of(static_cast<std::uint8_t>(tag + 1)), 7);
-  Gate g{ReluGateKey::load(0, count, p0, dealt.to_both, {}),
-         ReluGateKey::load(1, count, p1, dealt.to_both, dealt.to_party1),
+  Gate g{bits,
+         ReluGateKey::load(0, count, bits, p0, dealt.to_both, {}),
+         ReluGateKey::load(1, count, bits, p1, dealt.to_both, dealt.to_party1),
          {}};
+  EXPECT_EQ(g.k0.bits(), bits);
+  EXPECT_EQ(g.k1.bits(), bits);
   for (std::size_t i = 0; i < count; ++i) g.r.push_back(g.k0.r_share()[i] + g.k1.r_share()[i]);
   // Both PRGs were replayed to the same point as the dealer's.
   EXPECT_EQ(d0.next_u64(), p0.next_u64());
@@ -334,8 +338,18 @@ Gate make_gate(std::size_t count, std::uint8_t tag) {
   return g;
 }
 
+// x in [-2^(bits-1), 2^(bits-1)) as a signed 64-bit integer.
+bool in_range(u64 x, int bits) {
+  if (bits == 64) return true;
+  const auto v = static_cast<std::int64_t>(x);
+  const std::int64_t half = std::int64_t{1} << (bits - 1);
+  return v >= -half && v < half;
+}
+
 // Runs the gate on x (secret-shared with random shares) and checks DReLU and
-// ReLU exactly, with every output combination.
+// ReLU exactly, with every output combination. The oracle is the sign of
+// x mod 2^bits as a bits-bit integer (the gate's value for any x); for x in
+// range it is checked to be the sign of x itself.
 void check_relu(const Gate& g, const std::vector<u64>& x, Prg& prg) {
   const std::size_t n = x.size();
   ASSERT_EQ(g.k0.count(), n);
@@ -352,11 +366,16 @@ void check_relu(const Gate& g, const std::vector<u64>& x, Prg& prg) {
   EXPECT_EQ(d0b, d0);
   EXPECT_EQ(y1b, y1);
   for (std::size_t i = 0; i < n; ++i) {
-    const bool pos = static_cast<std::int64_t>(x[i]) >= 0;
+    const bool pos = ((x[i] >> (g.bits - 1)) & 1) == 0;
+    if (in_range(x[i], g.bits)) {
+      ASSERT_EQ(pos, static_cast<std::int64_t>(x[i]) >= 0);
+    }
     ASSERT_EQ(d0[i] + d1[i], pos ? 1u : 0u)
-        << "x " << static_cast<std::int64_t>(x[i]) << " r " << g.r[i] << " i " << i;
+        << "bits " << g.bits << " x " << static_cast<std::int64_t>(x[i]) << " r " << g.r[i] << " i "
+        << i;
     ASSERT_EQ(y0[i] + y1[i], pos ? x[i] : 0u)
-        << "x " << static_cast<std::int64_t>(x[i]) << " r " << g.r[i] << " i " << i;
+        << "bits " << g.bits << " x " << static_cast<std::int64_t>(x[i]) << " r " << g.r[i] << " i "
+        << i;
   }
 }
 
@@ -388,6 +407,133 @@ TEST(FssReluTest, RandomAndEdgeInputs) {
   check_relu(g, x, prg);
 }
 
+// Widths 2..10: every x of the range [-2^(n-1), 2^(n-1)), each under 16
+// gates (16 independent random masks r), in one batch per width.
+TEST(FssReluTest, ExhaustiveSmallWidths) {
+  Prg prg(seed_of(50));
+  constexpr std::size_t kMasks = 16;
+  for (int bits = 2; bits <= 10; ++bits) {
+    const std::size_t range = std::size_t{1} << bits;
+    const Gate g = make_gate(range * kMasks, static_cast<std::uint8_t>(51 + bits), bits);
+    std::vector<u64> x(range * kMasks);
+    const auto lo = -(std::int64_t{1} << (bits - 1));
+    for (std::size_t k = 0; k < x.size(); ++k) {
+      x[k] = static_cast<u64>(lo + static_cast<std::int64_t>(k % range));
+      ASSERT_TRUE(in_range(x[k], bits));
+    }
+    check_relu(g, x, prg);
+    if (HasFatalFailure()) return;
+  }
+}
+
+// Larger widths: random in-range values, the edges -2^(n-1), -1, 0, 1,
+// 2^(n-1) - 1 and their neighbours, and values putting xhat mod 2^(n-1) at
+// and around r mod 2^(n-1) (where the borrow c flips).
+TEST(FssReluTest, RandomInRangeWidths) {
+  Prg prg(seed_of(70));
+  for (int bits : {17, 20, 32, 33, 63, 64}) {
+    const std::size_t count = 6000;
+    const Gate g = make_gate(count, static_cast<std::uint8_t>(71 + bits), bits);
+    const u64 half = u64{1} << (bits - 1);  // 2^(n-1)
+    const u64 low = half - 1;               // mask of the low n-1 bits
+    std::vector<u64> x(count);
+    std::size_t i = 0;
+    for (u64 e : {u64{0} - half, ~u64{0}, u64{0}, u64{1}, half - 1, u64{0} - half + 1, half - 2,
+                  ~u64{1}, u64{2}}) {
+      for (int rep = 0; rep < 20; ++rep) x[i++] = e;
+    }
+    // x mod 2^(n-1) = 2^(n-1) - (r mod 2^(n-1)) + d: the low n-1 bits of
+    // x + r wrap there; x itself is that value or that value - 2^(n-1).
+    for (std::size_t k = 0; k < 400; ++k, ++i) {
+      const u64 d = static_cast<u64>(static_cast<std::int64_t>(k % 5) - 2);
+      const u64 v = (half - (g.r[i] & low) + d) & low;
+      x[i] = k % 2 ? v : v - half;
+    }
+    // Small magnitudes, then uniform over the range.
+    for (; i < count / 2; ++i) {
+      x[i] = static_cast<u64>(static_cast<std::int64_t>(prg.uniform(2001)) - 1000);
+    }
+    for (; i < count; ++i) x[i] = (prg.next_u64() & (2 * half - 1)) - half;
+    for (u64 v : x) ASSERT_TRUE(in_range(v, bits)) << bits << " " << v;
+    check_relu(g, x, prg);
+    if (HasFatalFailure()) return;
+  }
+}
+
+// Out of range: well-formed shares of the sign of x mod 2^n (check_relu's
+// oracle), for uniformly random 64-bit x and values just outside the range.
+TEST(FssReluTest, OutOfRangeGivesSignOfLowBits) {
+  Prg prg(seed_of(80));
+  for (int bits : {2, 3, 7, 20, 32, 63}) {
+    const std::size_t count = 3000;
+    const Gate g = make_gate(count, static_cast<std::uint8_t>(81 + bits), bits);
+    const u64 half = u64{1} << (bits - 1);
+    std::vector<u64> x(count);
+    std::size_t i = 0;
+    for (u64 e : {half, half + 1, u64{0} - half - 1, 2 * half, u64{0} - 2 * half, u64{1} << 63}) {
+      x[i++] = e;
+    }
+    for (; i < count; ++i) x[i] = prg.next_u64();
+    std::size_t outside = 0;
+    for (u64 v : x) outside += !in_range(v, bits);
+    EXPECT_GT(outside, count / 3);  // about half at 63 bits, nearly all below
+    check_relu(g, x, prg);
+    if (HasFatalFailure()) return;
+  }
+}
+
+// The 64-bit gate is bit for bit the gate of earlier versions (a 63-bit DCF
+// with alpha = r mod 2^63): the digest was computed with the implementation
+// before widths were introduced (commit 07bc452), from the same seeds.
+TEST(FssReluTest, FullWidthIsPinned) {
+  Prg d0(seed_of(50), 7), d1(seed_of(51), 7);
+  const ReluGateDealt dealt = relu_gate_gen(5, 64, d0, d1);
+  std::vector<std::uint8_t> all = dealt.to_both;
+  all.insert(all.end(), dealt.to_party1.begin(), dealt.to_party1.end());
+  std::uint8_t digest[32];
+  unsigned int len = 0;
+  ASSERT_EQ(EVP_Digest(all.data(), all.size(), digest, &len, EVP_sha256(), nullptr), 1);
+  std::string got;
+  for (unsigned i = 0; i < len; ++i) {
+    char b[3];
+    std::snprintf(b, sizeof b, "%02x", digest[i]);
+    got += b;
+  }
+  EXPECT_EQ(dealt.to_both.size(), 10239u);
+  EXPECT_EQ(dealt.to_party1.size(), 80u);
+  EXPECT_EQ(got, "08fa5f799fdef230d3e7247333c55810fb427e12b12639cbdfa382434cafd615");
+}
+
+TEST(FssReluTest, KeySizeScalesWithWidth) {
+  for (int bits : {2, 20, 32, 64}) {
+    Prg d0(seed_of(90)), d1(seed_of(91));
+    const std::size_t count = 100;
+    const ReluGateDealt dealt = relu_gate_gen(count, bits, d0, d1);
+    const std::size_t levels = static_cast<std::size_t>(bits - 1);
+    EXPECT_EQ(dealt.to_both.size(), count * (32 * levels + 16) + (levels * count + 3) / 4) << bits;
+    EXPECT_EQ(dealt.to_party1.size(), 16 * count);
+  }
+}
+
+TEST(FssReluTest, RefusesBadWidths) {
+  Prg d0(seed_of(92)), d1(seed_of(93));
+  for (int bits : {-1, 0, 1, 65, 128}) {
+    EXPECT_EQ(category_of([&] { relu_gate_gen(1, bits, d0, d1); }), ErrorCategory::kInternal)
+        << bits;
+  }
+  const ReluGateDealt dealt = relu_gate_gen(4, 20, d0, d1);
+  auto load = [&](int bits) {
+    Prg p(seed_of(92));
+    return ReluGateKey::load(0, 4, bits, p, dealt.to_both, {});
+  };
+  EXPECT_NO_THROW(load(20));
+  for (int bits : {1, 65}) EXPECT_EQ(category_of([&] { load(bits); }), ErrorCategory::kInternal);
+  // Another width's key has another size: the bytes do not fit.
+  for (int bits : {2, 19, 21, 64}) {
+    EXPECT_EQ(category_of([&] { load(bits); }), ErrorCategory::kBadMessage) << bits;
+  }
+}
+
 TEST(FssReluTest, ExtremeMasks) {
   // Gates whose r lands on the edge values cannot be forced through the PRG,
   // so check the algebra on all masks r in a small neighbourhood of the
@@ -407,22 +553,24 @@ TEST(FssReluTest, ExtremeMasks) {
 
 TEST(FssReluTest, SmallBatchesAndZero) {
   Prg prg(seed_of(14));
-  for (std::size_t count : {std::size_t{1}, std::size_t{2}, std::size_t{511}, std::size_t{513}}) {
-    const Gate g = make_gate(count, 15);
-    std::vector<u64> x(count);
-    for (auto& v : x) v = prg.next_u64();
-    check_relu(g, x, prg);
+  for (int bits : {2, 20, 64}) {
+    for (std::size_t count : {std::size_t{1}, std::size_t{2}, std::size_t{511}, std::size_t{513}}) {
+      const Gate g = make_gate(count, 15, bits);
+      std::vector<u64> x(count);
+      for (auto& v : x) v = prg.next_u64();
+      check_relu(g, x, prg);
+    }
+    const Gate g = make_gate(0, 16, bits);
+    EXPECT_EQ(g.k0.count(), 0u);
+    g.k0.eval({}, {}, {});
   }
-  const Gate g = make_gate(0, 16);
-  EXPECT_EQ(g.k0.count(), 0u);
-  g.k0.eval({}, {}, {});
 }
 
 TEST(FssReluTest, KeysOfOnePartyLookRandom) {
   const std::size_t count = 1000;
   Prg a0(seed_of(20)), a1(seed_of(21)), b0(seed_of(22)), b1(seed_of(23));
-  const ReluGateDealt da = relu_gate_gen(count, a0, a1);
-  const ReluGateDealt db = relu_gate_gen(count, b0, b1);
+  const ReluGateDealt da = relu_gate_gen(count, 64, a0, a1);
+  const ReluGateDealt db = relu_gate_gen(count, 64, b0, b1);
   ASSERT_EQ(da.to_both.size(), db.to_both.size());
   std::size_t equal = 0, zero = 0;
   for (std::size_t i = 0; i < da.to_both.size(); ++i) {
@@ -441,7 +589,7 @@ TEST(FssReluTest, KeysOfOnePartyLookRandom) {
   EXPECT_LT(small, 3u);
   // The same PRG seeds give the same material (the parties replay them).
   Prg c0(seed_of(20)), c1(seed_of(21));
-  const ReluGateDealt dc = relu_gate_gen(count, c0, c1);
+  const ReluGateDealt dc = relu_gate_gen(count, 64, c0, c1);
   EXPECT_EQ(dc.to_both, da.to_both);
   EXPECT_EQ(dc.to_party1, da.to_party1);
 }
@@ -449,12 +597,12 @@ TEST(FssReluTest, KeysOfOnePartyLookRandom) {
 TEST(FssReluTest, LoadRefusesMalformedSizes) {
   const std::size_t count = 3;
   Prg d0(seed_of(30)), d1(seed_of(31));
-  const ReluGateDealt dealt = relu_gate_gen(count, d0, d1);
+  const ReluGateDealt dealt = relu_gate_gen(count, 64, d0, d1);
   const std::span<const std::uint8_t> both(dealt.to_both), p1(dealt.to_party1);
   auto load = [&](int party, std::size_t n, std::span<const std::uint8_t> b,
                   std::span<const std::uint8_t> q) {
     Prg prg(seed_of(static_cast<std::uint8_t>(30 + party)));
-    return ReluGateKey::load(party, n, prg, b, q);
+    return ReluGateKey::load(party, n, 64, prg, b, q);
   };
   EXPECT_NO_THROW(load(0, count, both, {}));
   EXPECT_NO_THROW(load(1, count, both, p1));
@@ -507,36 +655,39 @@ TEST(FssReluTest, DISABLED_Speed) {
     return std::chrono::duration<double, std::milli>(b - a).count();
   };
   ThreadPool one(2);
-  for (std::size_t count : {std::size_t{10000}, std::size_t{600000}}) {
-    for (bool single : {true, false}) {
-      auto run = [&] {
-        Prg d0(seed_of(40)), d1(seed_of(41));
-        auto t0 = Clock::now();
-        ReluGateDealt dealt = relu_gate_gen(count, d0, d1);
-        auto t1 = Clock::now();
-        Prg p0(seed_of(40));
-        const ReluGateKey k0 = ReluGateKey::load(0, count, p0, dealt.to_both, {});
-        auto t2 = Clock::now();
-        dealt = ReluGateDealt{};
-        std::vector<u64> xhat(count), d(count), y(count);
-        Prg px(seed_of(42));
-        for (auto& v : xhat) v = px.next_u64();
-        double best = 1e30;
-        for (int rep = 0; rep < 5; ++rep) {
-          const auto a = Clock::now();
-          k0.eval(xhat, d, y);
-          best = std::min(best, ms(a, Clock::now()));
+  for (int bits : {20, 32, 64}) {
+    for (std::size_t count : {std::size_t{10000}, std::size_t{600000}}) {
+      for (bool single : {true, false}) {
+        auto run = [&] {
+          Prg d0(seed_of(40)), d1(seed_of(41));
+          auto t0 = Clock::now();
+          ReluGateDealt dealt = relu_gate_gen(count, bits, d0, d1);
+          auto t1 = Clock::now();
+          Prg p0(seed_of(40));
+          const ReluGateKey k0 = ReluGateKey::load(0, count, bits, p0, dealt.to_both, {});
+          auto t2 = Clock::now();
+          dealt = ReluGateDealt{};
+          std::vector<u64> xhat(count), d(count), y(count);
+          Prg px(seed_of(42));
+          for (auto& v : xhat) v = px.next_u64();
+          double best = 1e30;
+          for (int rep = 0; rep < 5; ++rep) {
+            const auto a = Clock::now();
+            k0.eval(xhat, d, y);
+            best = std::min(best, ms(a, Clock::now()));
+          }
+          std::printf(
+              "%2d bits %7zu gates %s: gen %8.1f ms  load %7.1f ms  eval %7.1f ms (%.1f ns/gate)\n",
+              bits, count, single ? "1 thread " : "pool     ", ms(t0, t1), ms(t1, t2), best,
+              best * 1e6 / static_cast<double>(count));
+        };
+        if (single) {
+          one.parallel_for(2, [&](std::int64_t b, std::int64_t) {
+            if (b == 0) run();
+          });
+        } else {
+          run();
         }
-        std::printf("%7zu gates %s: gen %8.1f ms  load %7.1f ms  eval %7.1f ms (%.1f ns/gate)\n",
-                    count, single ? "1 thread " : "pool     ", ms(t0, t1), ms(t1, t2), best,
-                    best * 1e6 / static_cast<double>(count));
-      };
-      if (single) {
-        one.parallel_for(2, [&](std::int64_t b, std::int64_t) {
-          if (b == 0) run();
-        });
-      } else {
-        run();
       }
     }
   }

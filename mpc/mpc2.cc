@@ -324,7 +324,7 @@ fss::ReluGateKey relu_key(int party, const net::Bytes& b, std::size_t at, std::s
                 " bytes, not the size of any number of gates");
   }
   try {
-    return fss::ReluGateKey::load_borrowed(party, gates, prg, to_both, to_party1);
+    return fss::ReluGateKey::load_borrowed(party, gates, 64, prg, to_both, to_party1);
   } catch (const Error& e) {
     if (e.category() == ErrorCategory::kBadMessage) bad_message(std::string(kOp) + ": " + e.what());
     throw;
@@ -931,7 +931,7 @@ void Mpc2Dealer::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
     begin_record(q.server.cur, kOpRelu, dig, 0);
     begin_record(q.client.cur, kOpRelu, dig, 0);
   } else {
-    fss::ReluGateDealt dealt = fss::relu_gate_gen(n, q.relu0, q.relu1);
+    fss::ReluGateDealt dealt = fss::relu_gate_gen(n, 64, q.relu0, q.relu1);
     const std::size_t both = dealt.to_both.size(), p1 = dealt.to_party1.size();
     auto shared = std::make_shared<const net::Bytes>(std::move(dealt.to_both));
     begin_record(q.server.cur, kOpRelu, dig, 8 + both);
