@@ -94,6 +94,39 @@ TEST(Import, GemmReluRunsWithSymbolicBatch) {
   EXPECT_FLOAT_EQ(out[0].f32()[2], 8.5f);
 }
 
+TEST(Import, MetadataPropsImportedAndBounded) {
+  auto model = [] {
+    Builder b;
+    b.input("x", {1, 3});
+    b.node("Relu", {"x"}, {"y"});
+    b.output("y");
+    return b;
+  };
+  auto add = [](Builder& b, const std::string& k, const std::string& v) {
+    auto* e = b.m.add_metadata_props();
+    e->set_key(k);
+    e->set_value(v);
+  };
+  Builder b = model();
+  EXPECT_TRUE(model::import_onnx(b.bytes()).metadata.empty());
+  add(b, "blindfold.input_bound", "1");
+  add(b, "author", "test");
+  const Graph g = model::import_onnx(b.bytes());
+  EXPECT_EQ(g.metadata.size(), 2u);
+  EXPECT_EQ(g.metadata.at("blindfold.input_bound"), "1");
+  EXPECT_EQ(g.metadata.at("author"), "test");
+  // At most 256 entries.
+  for (int i = 2; i < 256; ++i) add(b, "key" + std::to_string(i), "v");
+  EXPECT_EQ(model::import_onnx(b.bytes()).metadata.size(), 256u);
+  add(b, "one-too-many", "v");
+  expect_error(b.bytes(), ErrorCategory::kBadModel, "more than 256 metadata entries");
+  // A key given twice.
+  Builder twice = model();
+  add(twice, "blindfold.input_bound", "1");
+  add(twice, "blindfold.input_bound", "2");
+  expect_error(twice.bytes(), ErrorCategory::kBadModel, "'blindfold.input_bound' appears twice");
+}
+
 TEST(Import, WrongInputShapeAndDtypeAreBadInput) {
   Builder b;
   b.input("x", {1, 3});
