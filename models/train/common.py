@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import gzip
+import math
 import os
 import random
 import time
@@ -175,11 +176,29 @@ def count_params(model: nn.Module) -> int:
 # ONNX
 # ---------------------------------------------------------------------------
 
+INPUT_BOUND_KEY = "blindfold.input_bound"
+
+
+def format_input_bound(bound: float) -> str:
+    """The metadata value for a bound: the shortest decimal that reads back ("1", "0.5")."""
+    b = float(bound)
+    if not math.isfinite(b) or b <= 0:
+        raise ValueError(f"input bound must be positive and finite, is {bound!r}")
+    text = repr(b)
+    return text[:-2] if text.endswith(".0") else text
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str, *,
                 opset: int = 13, output_name: str = "logits",
                 do_constant_folding: bool = True,
-                training=None) -> onnx.ModelProto:
-    """Export with a dynamic batch axis, check, and verify that the file reloads."""
+                training=None, input_bound: Optional[float] = None) -> onnx.ModelProto:
+    """Export with a dynamic batch axis, check, and verify that the file reloads.
+
+    input_bound: when given, every input value satisfies |x| <= input_bound
+    (e.g. 1 for pixels / 255); written as the model's metadata_props entry
+    "blindfold.input_bound", from which the MPC backends size their
+    comparisons (docs/MPC.md) and whose bound their client enforces.
+    """
     model.eval()
     kwargs = {}
     if training is not None:
@@ -195,6 +214,12 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, *,
         **kwargs,
     )
     m = onnx.load(path)
+    if input_bound is not None:
+        entry = m.metadata_props.add()
+        entry.key = INPUT_BOUND_KEY
+        entry.value = format_input_bound(input_bound)
+        onnx.save(m, path)
+        m = onnx.load(path)
     onnx.checker.check_model(m)
     # Round trip: serialise and reload to be sure the file is self-contained.
     m2 = onnx.load_from_string(m.SerializeToString())
@@ -304,7 +329,8 @@ def finish_fmnist(name: str, model: nn.Module, info: Dict[str, object], *, seed:
         raise SystemExit(f"[{name}] test accuracy {test_acc:.4f} < required {min_accuracy}")
 
     onnx_path = os.path.join(MODELS_DIR, f"{name}.onnx")
-    m = export_onnx(model, torch.from_numpy(xte[:1]), onnx_path)
+    # Inputs are pixels / 255 in [0, 1]: |x| <= 1.
+    m = export_onnx(model, torch.from_numpy(xte[:1]), onnx_path, input_bound=1.0)
     # Verify the exported graph (numpy interpreter) against torch on 256 test images,
     # and check that the ONNX argmax gives the same accuracy on the full test set.
     diff = check_onnx_matches_torch(m, model, xte[:256])
@@ -364,14 +390,17 @@ def finish_fmnist(name: str, model: nn.Module, info: Dict[str, object], *, seed:
 {onnx_io_summary(m)}
 - Input preprocessing: grayscale pixels as float32 in [0, 1], i.e. `uint8 / 255`;
   **no** mean/std normalisation. Layout NCHW, `N x 1 x 28 x 28`, batch dimension dynamic.
+- Metadata (`metadata_props`): `{INPUT_BOUND_KEY}` = `{format_input_bound(1.0)}`, i.e. |input| <= 1.
+  The MPC backends (mpc2, mpc3) size their comparisons for this bound, and their client
+  refuses inputs outside it (docs/MPC.md).
 - Output: `N x 10` float32 raw class scores (logits, no softmax); predicted class =
   argmax over axis 1, indices as listed under Data.
 
 ## Exported graph
 
 - File: `models/{name}.onnx`, {size} bytes, ONNX opset 13, IR version {m.ir_version},
-  exported with `torch.onnx.export(..., do_constant_folding=True)`, checked with
-  `onnx.checker.check_model`.
+  exported with `torch.onnx.export(..., do_constant_folding=True)`, metadata
+  `{INPUT_BOUND_KEY}` added, checked with `onnx.checker.check_model`.
 - sha256: `{sha256(onnx_path)}`
 - Ops (op_type x count): {format_op_list(m)}
 - Trainable parameters: {trainable_params} (initializer elements in the graph: {initializer_param_count(m)})
