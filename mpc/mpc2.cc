@@ -4,7 +4,7 @@
 // Wire formats (all integers little-endian):
 //  - "mpc2/seed"   helper -> party: the party's 32-byte seed, once.
 //  - "mpc2/pre"    helper -> party: one query's bundle:
-//        "BFM2" | u32 version (1) | u64 query number | u64 body length | body
+//        "BFM2" | u32 version (2) | u64 query number | u64 body length | body
 //    The body is one record per interactive operation (matmul, mul_weights,
 //    mul, relu), in program order:
 //        u64 (op << 56 | 56-bit digest of the operation's shape) |
@@ -14,8 +14,14 @@
 //    helper ran different programs, instead of computing with misaligned
 //    correlations.
 //    Payloads: matmul / mul_weights: server C_s (u64 x outputs), client
-//    nothing; mul: server nothing, client c1 (u64 x n); relu: u64 length |
-//    ReluGateDealt::to_both, and for the client also u64 length | to_party1.
+//    nothing; mul: server nothing, client c1 (u64 x n); relu of n > 0
+//    elements at width `bits` (Protocol::relu):
+//        u64 bits (2..64) | u64 length | ReluGateDealt::to_both
+//    and for the client also u64 length | to_party1. to_both holds
+//    DcfCorrections::serialized_size(bits - 1, n) bytes (fss.h: about
+//    32.25 (bits - 1) + 16 per gate), to_party1 16 n. A relu of n = 0 has an
+//    empty payload. The relu digest covers n and bits. Version 1 had no
+//    width (always 64 bits).
 //  - "mpc2/weights" server -> client: E = W - A (u64 x size), once per tensor.
 //  - "mpc2/F"      client -> server: F = X_c - B (u64 x k*n).
 //  - "mpc2/mul"    each way: x_p - a_p | y_p - b_p (u64 x 2n).
@@ -64,7 +70,7 @@ constexpr char kTagRelu[] = "mpc2/relu";
 constexpr char kTagReveal[] = "mpc2/reveal";
 
 constexpr std::uint8_t kMagic[4] = {'B', 'F', 'M', '2'};
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;
 constexpr std::size_t kHeaderBytes = 24;
 constexpr std::size_t kRecordBytes = 16;
 // Bundles travel as "mpc2/pre" frames of exactly kFrameBytes, the last one
@@ -303,28 +309,50 @@ void Mpc2Party::check_handle(int w, const char* op) const {
 
 namespace {
 
+// The number of gates whose DCF corrections on d = bits - 1 levels take
+// exactly `size` bytes, or 0 if there is none. serialized_size(d, g) =
+// (32 d + 16) g + ceil(d g / 4), so 4 size lies in [K g, K g + 3] with
+// K = 129 d + 64 > 3, and g = floor(4 size / K), computed without forming
+// 4 size (size = q K + m: g = 4 q + floor(4 m / K)); checked by
+// recomputing the size.
+std::size_t relu_gates_of(int bits, std::size_t size) {
+  const int d = bits - 1;
+  const std::size_t k = 129 * static_cast<std::size_t>(d) + 64;
+  const std::size_t gates = 4 * (size / k) + 4 * (size % k) / k;
+  if (gates == 0) return 0;
+  try {
+    if (fss::DcfCorrections::serialized_size(d, gates) != size) return 0;
+  } catch (const Error&) {  // too many to size: not a valid count either
+    return 0;
+  }
+  return gates;
+}
+
 // Checks one non-empty relu record payload (at `at`, `len` bytes, in `b`)
-// and makes the party's key on it: u64 length | DCF corrections (the gate
-// count follows from their length), and for the client u64 length | its
-// shares. The key views `b`'s bytes.
+// and makes the party's key on it: u64 bits | u64 length | DCF corrections
+// (the gate count follows from their length and the width), and for the
+// client u64 length | its shares. The key views `b`'s bytes.
 fss::ReluGateKey relu_key(int party, const net::Bytes& b, std::size_t at, std::size_t len, Prg& prg) {
   static constexpr char kOp[] = "preprocessing: relu";
   const std::span<const std::uint8_t> payload(b.data() + at, len);
-  std::size_t pos = 0;
+  if (payload.size() < 8) bad_message(std::string(kOp) + ": the helper's record is truncated");
+  const u64 width = load_u64(payload.data());
+  if (width < 2 || width > 64) {
+    bad_message(std::string(kOp) + ": gate width of " + std::to_string(width) + " bits (2..64)");
+  }
+  const int bits = static_cast<int>(width);
+  std::size_t pos = 8;
   const auto to_both = chunk(payload, pos, kOp);
   std::span<const std::uint8_t> to_party1;
   if (party == 1) to_party1 = chunk(payload, pos, kOp);
   if (pos != payload.size()) bad_message(std::string(kOp) + ": the helper's record has trailing bytes");
-  // serialized_size(63, n) = 2032 n + ceil(63 n / 4), so 4 * size lies in
-  // [8191 n, 8191 n + 3] and n = floor(4 * size / 8191); checked below.
-  const std::size_t gates =
-      to_both.size() <= std::numeric_limits<std::size_t>::max() / 4 ? to_both.size() * 4 / 8191 : 0;
-  if (gates == 0 || fss::DcfCorrections::serialized_size(63, gates) != to_both.size()) {
+  const std::size_t gates = relu_gates_of(bits, to_both.size());
+  if (gates == 0) {
     bad_message(std::string(kOp) + ": DCF corrections of " + std::to_string(to_both.size()) +
-                " bytes, not the size of any number of gates");
+                " bytes, not the size of any number of " + std::to_string(bits) + "-bit gates");
   }
   try {
-    return fss::ReluGateKey::load_borrowed(party, gates, 64, prg, to_both, to_party1);
+    return fss::ReluGateKey::load_borrowed(party, gates, bits, prg, to_both, to_party1);
   } catch (const Error& e) {
     if (e.category() == ErrorCategory::kBadMessage) bad_message(std::string(kOp) + ": " + e.what());
     throw;
@@ -624,7 +652,14 @@ void Mpc2Party::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
   Query& q = in_query(kOp);
   check_share(x, kOp);
   const std::size_t n = x.n;
-  const auto payload = q.record(kOpRelu, digest({n}));
+  // A gate width other than the helper's would fail the digest below; name
+  // both widths instead (the key of the next record, if it is a relu's).
+  if (!q.relu.empty() && q.relu.front().record == q.pos && q.relu.front().key.bits() != bits) {
+    bad_message("relu: the helper's gates are " + std::to_string(q.relu.front().key.bits()) +
+                " bits wide, this party asks for " + std::to_string(bits) +
+                " bits (the helper and this party ran different programs)");
+  }
+  const auto payload = q.record(kOpRelu, digest({n, static_cast<u64>(bits)}));
   if (n == 0) {
     expect_payload(payload, 0, kOp);
     if (drelu) *drelu = Shared{};
@@ -637,9 +672,10 @@ void Mpc2Party::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
   }
   const fss::ReluGateKey key = std::move(q.relu.front().key);
   q.relu.pop_front();
-  if (key.count() != n) {
-    bad_message("relu: the helper's record holds " + std::to_string(key.count()) + " gates, expected " +
-                std::to_string(n));
+  if (key.count() != n || key.bits() != bits) {
+    bad_message("relu: the helper's record holds " + std::to_string(key.count()) + " gates of " +
+                std::to_string(key.bits()) + " bits, expected " + std::to_string(n) + " of " +
+                std::to_string(bits));
   }
   // Open xhat = x + r: send x_p + r_p, receive the peer's.
   scratch_.resize(2 * n);
@@ -926,18 +962,20 @@ void Mpc2Dealer::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
   static constexpr char kOp[] = "relu";
   Query& q = in_query(kOp);
   const std::size_t n = x.n;
-  const u64 dig = digest({n});
+  const u64 dig = digest({n, static_cast<u64>(bits)});
   if (n == 0) {
     begin_record(q.server.cur, kOpRelu, dig, 0);
     begin_record(q.client.cur, kOpRelu, dig, 0);
   } else {
-    fss::ReluGateDealt dealt = fss::relu_gate_gen(n, 64, q.relu0, q.relu1);
+    fss::ReluGateDealt dealt = fss::relu_gate_gen(n, bits, q.relu0, q.relu1);
     const std::size_t both = dealt.to_both.size(), p1 = dealt.to_party1.size();
     auto shared = std::make_shared<const net::Bytes>(std::move(dealt.to_both));
-    begin_record(q.server.cur, kOpRelu, dig, 8 + both);
+    begin_record(q.server.cur, kOpRelu, dig, 16 + both);
+    put_u64(q.server.cur, static_cast<u64>(bits));
     put_u64(q.server.cur, both);
     q.server.share(shared);
-    begin_record(q.client.cur, kOpRelu, dig, 16 + both + p1);
+    begin_record(q.client.cur, kOpRelu, dig, 24 + both + p1);
+    put_u64(q.client.cur, static_cast<u64>(bits));
     put_u64(q.client.cur, both);
     q.client.share(std::move(shared));
     put_u64(q.client.cur, p1);

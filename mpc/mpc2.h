@@ -29,7 +29,9 @@
 //  - trunc: local probabilistic truncation (SecureML Thm. 1): the result is
 //    x/2^f rounded with an error of at most 1 in the last place, except with
 //    probability 2^(l+1-64) per element when |x| < 2^l (a wrong value then).
-//  - relu / drelu: the FSS gate of mpc/fss.h. One round, exact.
+//  - relu / drelu: the FSS gate of mpc/fss.h at the width the caller passes
+//    (Protocol::relu: keys and evaluation cost proportional to it). One
+//    round; exact for x in the promised range.
 //  - reveal_to_client: the server sends its share.
 // Security: semi-honest; the helper must not collude with either party
 // (docs/THREAT_MODELS.md).

@@ -309,6 +309,54 @@ TEST(Mpc2, ReluAndDreluExact) {
   EXPECT_EQ(aliased, r);
 }
 
+// Relu at several widths in one query (one bundle of gates of mixed widths):
+// exact for x in [-2^(bits-1), 2^(bits-1)) (edges, small and uniform
+// values); outside, shares of the sign of x mod 2^bits, as documented.
+TEST(Mpc2, ReluAtSmallWidths) {
+  std::mt19937_64 rng(12);
+  const std::vector<int> widths = {2, 5, 18, 20, 32, 33, 63, 64};
+  std::vector<std::vector<u64>> xs, masks, d(widths.size()), r(widths.size());
+  for (int bits : widths) {
+    const u64 half = u64{1} << (bits - 1);
+    std::vector<u64> x = {u64{0} - half, ~u64{0}, 0, 1, half - 1};
+    for (int k = 0; k < 500; ++k) x.push_back((rng() & (2 * half - 1)) - half);  // in range
+    for (int k = 0; k < 200; ++k) x.push_back(rng());                            // mostly outside
+    if (bits < 64) {
+      for (u64 v : {half, u64{0} - half - 1}) x.push_back(v);
+    }
+    masks.push_back(random_u64(rng, x.size()));
+    xs.push_back(std::move(x));
+  }
+  run_program([](Protocol&) {},
+              [&](Protocol& p, int) {
+                for (std::size_t w = 0; w < widths.size(); ++w) {
+                  Shared s = share_of(p, xs[w], masks[w]), sd, sr;
+                  p.relu(s, &sd, &sr, widths[w]);
+                  auto o1 = p.reveal_to_client(sd), o2 = p.reveal_to_client(sr);
+                  if (p.party() == 1) d[w] = o1, r[w] = o2;
+                }
+              },
+              1);
+  for (std::size_t w = 0; w < widths.size(); ++w) {
+    const int bits = widths[w];
+    ASSERT_EQ(d[w].size(), xs[w].size());
+    std::size_t in_range = 0;
+    for (std::size_t i = 0; i < xs[w].size(); ++i) {
+      const u64 x = xs[w][i];
+      const auto v = static_cast<std::int64_t>(x);
+      const bool inside = bits == 64 || (v >= -(std::int64_t{1} << (bits - 1)) && v < (std::int64_t{1} << (bits - 1)));
+      const bool pos = ((x >> (bits - 1)) & 1) == 0;  // the sign of x mod 2^bits
+      if (inside) {
+        ++in_range;
+        ASSERT_EQ(pos, v >= 0);
+      }
+      EXPECT_EQ(d[w][i], pos ? 1u : 0u) << "bits " << bits << " x " << v;
+      EXPECT_EQ(r[w][i], pos ? x : 0u) << "bits " << bits << " x " << v;
+    }
+    EXPECT_GE(in_range, 505u) << bits;
+  }
+}
+
 TEST(Mpc2, EmptyOperations) {
   run_program([](Protocol&) {},
               [&](Protocol& p, int) {
@@ -358,74 +406,90 @@ TEST(Mpc2, LargeBundlesTravelInFrames) {
 
 // ---- a small network over several preprocessed queries --------------------
 
+// At the full width and at 24 bits (|h| < 2^20 here: in range, so the same
+// results, with smaller bundles).
 TEST(Mpc2, TwoLayerNetworkOverPreprocessedQueries) {
-  std::mt19937_64 rng(7);
-  const int f = 12;
-  const std::size_t d_in = 20, hidden = 16, d_out = 5, batch = 3;
-  const auto w1 = small_u64(rng, hidden * d_in, f);  // |w| < 1
-  const auto b1 = small_u64(rng, hidden, 2 * f);     // scale 2f
-  const auto w2 = small_u64(rng, d_out * hidden, f);
-  std::vector<std::uint32_t> b1_idx(hidden * batch);
-  for (std::size_t i = 0; i < b1_idx.size(); ++i) b1_idx[i] = static_cast<std::uint32_t>(i / batch);
-  const int queries = 6;
-  std::vector<std::vector<u64>> xs, got(queries);
-  for (int q = 0; q < queries; ++q) xs.push_back(small_u64(rng, d_in * batch, f + 3));  // |x| < 8
+  std::int64_t pre_full = 0;
+  for (int bits : {64, 24}) {
+    SCOPED_TRACE("relu width " + std::to_string(bits));
+    std::mt19937_64 rng(7);
+    const int f = 12;
+    const std::size_t d_in = 20, hidden = 16, d_out = 5, batch = 3;
+    const auto w1 = small_u64(rng, hidden * d_in, f);  // |w| < 1
+    const auto b1 = small_u64(rng, hidden, 2 * f);     // scale 2f
+    const auto w2 = small_u64(rng, d_out * hidden, f);
+    std::vector<std::uint32_t> b1_idx(hidden * batch);
+    for (std::size_t i = 0; i < b1_idx.size(); ++i) b1_idx[i] = static_cast<std::uint32_t>(i / batch);
+    const int queries = 6;
+    std::vector<std::vector<u64>> xs, got(queries);
+    for (int q = 0; q < queries; ++q) xs.push_back(small_u64(rng, d_in * batch, f + 3));  // |x| < 8
 
-  auto program = [&](Protocol& p, int q) {
-    Shared x = p.input(if_party(p, 1, xs[q]), d_in * batch);
-    Shared h = p.matmul(0, x, hidden, d_in, batch);
-    h = p.add_weights(1, h, b1_idx);
-    p.trunc(h, f);
-    Shared a;
-    p.relu(h, nullptr, &a);
-    Shared y = p.matmul(2, a, d_out, hidden, batch);
-    p.trunc(y, f);
-    auto out = p.reveal_to_client(y);
-    if (p.party() == 1) got[q] = out;
-  };
-  const OnlineStats st = run_program(
-      [&](Protocol& p) {
-        p.register_weights(if_party(p, 0, w1), w1.size());
-        p.register_weights(if_party(p, 0, b1), b1.size());
-        p.register_weights(if_party(p, 0, w2), w2.size());
-      },
-      program, queries, /*ahead=*/3);
+    auto program = [&](Protocol& p, int q) {
+      Shared x = p.input(if_party(p, 1, xs[q]), d_in * batch);
+      Shared h = p.matmul(0, x, hidden, d_in, batch);
+      h = p.add_weights(1, h, b1_idx);
+      p.trunc(h, f);
+      Shared a;
+      p.relu(h, nullptr, &a, bits);
+      Shared y = p.matmul(2, a, d_out, hidden, batch);
+      p.trunc(y, f);
+      auto out = p.reveal_to_client(y);
+      if (p.party() == 1) got[q] = out;
+    };
+    const OnlineStats st = run_program(
+        [&](Protocol& p) {
+          p.register_weights(if_party(p, 0, w1), w1.size());
+          p.register_weights(if_party(p, 0, b1), b1.size());
+          p.register_weights(if_party(p, 0, w2), w2.size());
+        },
+        program, queries, /*ahead=*/3);
 
-  for (int q = 0; q < queries; ++q) {
-    // Plaintext with exact (floor) truncation; mpc2 may differ by 1 ulp per
-    // truncation, which the second layer scales by sum |w2|.
-    auto h = plain_matmul(w1, xs[q], hidden, d_in, batch);
-    for (std::size_t i = 0; i < h.size(); ++i) {
-      h[i] = sar(h[i] + b1[i / batch], f);
-      if (static_cast<std::int64_t>(h[i]) < 0) h[i] = 0;
+    for (int q = 0; q < queries; ++q) {
+      // Plaintext with exact (floor) truncation; mpc2 may differ by 1 ulp per
+      // truncation, which the second layer scales by sum |w2|.
+      auto h = plain_matmul(w1, xs[q], hidden, d_in, batch);
+      for (std::size_t i = 0; i < h.size(); ++i) {
+        h[i] = sar(h[i] + b1[i / batch], f);
+        if (static_cast<std::int64_t>(h[i]) < 0) h[i] = 0;
+      }
+      auto y = plain_matmul(w2, h, d_out, hidden, batch);
+      ASSERT_EQ(got[q].size(), y.size());
+      for (std::size_t i = 0; i < y.size(); ++i) {
+        double l1 = 0;
+        for (std::size_t j = 0; j < hidden; ++j) {
+          l1 += std::abs(static_cast<double>(static_cast<std::int64_t>(w2[(i / batch) * hidden + j])));
+        }
+        const double tol = l1 / std::ldexp(1.0, f) + 2;
+        const double diff = std::abs(static_cast<double>(static_cast<std::int64_t>(got[q][i] - sar(y[i], f))));
+        EXPECT_LE(diff, tol) << "query " << q << " output " << i;
+      }
     }
-    auto y = plain_matmul(w2, h, d_out, hidden, batch);
-    ASSERT_EQ(got[q].size(), y.size());
-    for (std::size_t i = 0; i < y.size(); ++i) {
-      double l1 = 0;
-      for (std::size_t j = 0; j < hidden; ++j) l1 += std::abs(static_cast<double>(static_cast<std::int64_t>(w2[(i / batch) * hidden + j])));
-      const double tol = l1 / std::ldexp(1.0, f) + 2;
-      const double diff = std::abs(static_cast<double>(static_cast<std::int64_t>(got[q][i] - sar(y[i], f))));
-      EXPECT_LE(diff, tol) << "query " << q << " output " << i;
+    // The helper is offline: nothing between it and either party online.
+    EXPECT_EQ(st.helper_bytes[0], 0);
+    EXPECT_EQ(st.helper_bytes[1], 0);
+    EXPECT_GT(st.pre_bytes[0], 0);
+    EXPECT_GT(st.pre_bytes[1], 0);
+    // Online messages per query: client -> server F (2 matmuls), relu both
+    // ways, reveal server -> client.
+    EXPECT_EQ(st.peer[1].sent_by_tag.at("mpc2/F").messages, 2 * queries);
+    EXPECT_EQ(st.peer[0].sent_by_tag.at("mpc2/relu").messages, queries);
+    EXPECT_EQ(st.peer[1].sent_by_tag.at("mpc2/relu").messages, queries);
+    EXPECT_EQ(st.peer[0].sent_by_tag.at("mpc2/reveal").messages, queries);
+    EXPECT_EQ(st.peer[0].sent_by_tag.count("mpc2/F"), 0u);
+    std::printf("[ mpc2     ] two-layer net, batch %zu, relu %d bits: online per query server sent %lld B, client "
+                "sent %lld B; preprocessing per query server %lld B, client %lld B\n",
+                batch, bits, static_cast<long long>(st.peer[0].sent.bytes / queries),
+                static_cast<long long>(st.peer[1].sent.bytes / queries),
+                static_cast<long long>(st.pre_bytes[0] / queries), static_cast<long long>(st.pre_bytes[1] / queries));
+    // The relu keys (48 gates per query) shrink with the width: 63 -> 23 DCF
+    // levels, 32.25 bytes per level and gate, to each party.
+    if (bits == 64) {
+      pre_full = st.pre_bytes[0];
+    } else {
+      EXPECT_EQ(pre_full - st.pre_bytes[0],
+                queries * (48 * 40 * 32 + (48 * 63 + 3) / 4 - (48 * 23 + 3) / 4));
     }
   }
-  // The helper is offline: nothing between it and either party online.
-  EXPECT_EQ(st.helper_bytes[0], 0);
-  EXPECT_EQ(st.helper_bytes[1], 0);
-  EXPECT_GT(st.pre_bytes[0], 0);
-  EXPECT_GT(st.pre_bytes[1], 0);
-  // Online messages per query: client -> server F (2 matmuls), relu both
-  // ways, reveal server -> client.
-  EXPECT_EQ(st.peer[1].sent_by_tag.at("mpc2/F").messages, 2 * queries);
-  EXPECT_EQ(st.peer[0].sent_by_tag.at("mpc2/relu").messages, queries);
-  EXPECT_EQ(st.peer[1].sent_by_tag.at("mpc2/relu").messages, queries);
-  EXPECT_EQ(st.peer[0].sent_by_tag.at("mpc2/reveal").messages, queries);
-  EXPECT_EQ(st.peer[0].sent_by_tag.count("mpc2/F"), 0u);
-  std::printf("[ mpc2     ] two-layer net, batch %zu: online per query server sent %lld B, client sent %lld B; "
-              "preprocessing per query server %lld B, client %lld B\n",
-              batch, static_cast<long long>(st.peer[0].sent.bytes / queries),
-              static_cast<long long>(st.peer[1].sent.bytes / queries),
-              static_cast<long long>(st.pre_bytes[0] / queries), static_cast<long long>(st.pre_bytes[1] / queries));
 }
 
 TEST(Mpc2, PerOperationCosts) {
@@ -445,6 +509,7 @@ TEST(Mpc2, PerOperationCosts) {
        }, 128},
       {"mul 128", [&](Protocol& p, Shared& x) { p.mul(x, x); }, 128},
       {"relu 128", [&](Protocol& p, Shared& x) { p.relu(x, nullptr, &x); }, 128},
+      {"relu 128 at 20 bits", [&](Protocol& p, Shared& x) { p.relu(x, nullptr, &x, 20); }, 128},
       {"reveal 128", [&](Protocol& p, Shared& x) { p.reveal_to_client(x); }, 128},
   };
   for (const auto& c : cases) {
@@ -456,7 +521,7 @@ TEST(Mpc2, PerOperationCosts) {
                                        },
                                        1);
     EXPECT_EQ(st.helper_bytes[0] + st.helper_bytes[1], 0) << c.name;
-    std::printf("[ mpc2     ] %-20s online: server sent %6lld B, client sent %6lld B, rounds %lld/%lld; "
+    std::printf("[ mpc2     ] %-22s online: server sent %6lld B, client sent %6lld B, rounds %lld/%lld; "
                 "bundle: server %7lld B, client %7lld B\n",
                 c.name, static_cast<long long>(st.peer[0].sent.bytes),
                 static_cast<long long>(st.peer[1].sent.bytes), static_cast<long long>(st.peer[0].rounds),
@@ -516,6 +581,27 @@ TEST(Mpc2, DealerPartyDesyncIsDetected) {
         Shared r;
         p.relu(in(p, x.size()), nullptr, &r);
       });
+  EXPECT_EQ(e.category(), ErrorCategory::kBadMessage) << e.what();
+  EXPECT_TRUE(contains(e.what(), "relu")) << e.what();
+
+  // Same operation and size, another width: both widths named.
+  auto relu_at = [&](int bits, std::size_t n) {
+    return [&, bits, n](Protocol& p) {
+      Shared r;
+      p.relu(in(p, n), nullptr, &r, bits);
+    };
+  };
+  e = desync_error(w, relu_at(20, x.size()), relu_at(32, x.size()));
+  EXPECT_EQ(e.category(), ErrorCategory::kBadMessage) << e.what();
+  EXPECT_TRUE(contains(e.what(), "20 bits")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "32 bits")) << e.what();
+  e = desync_error(w, relu_at(64, x.size()), relu_at(63, x.size()));
+  EXPECT_EQ(e.category(), ErrorCategory::kBadMessage) << e.what();
+  EXPECT_TRUE(contains(e.what(), "64 bits")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "63 bits")) << e.what();
+  // Empty relus carry no key: the record digest (which covers the width)
+  // catches it.
+  e = desync_error(w, relu_at(20, 0), relu_at(32, 0));
   EXPECT_EQ(e.category(), ErrorCategory::kBadMessage) << e.what();
   EXPECT_TRUE(contains(e.what(), "relu")) << e.what();
 
@@ -625,12 +711,29 @@ TEST(Mpc2, MalformedBundlesAreRefused) {
   refused(b, "relu");
   // A relu record whose corrections are one byte short (the length of no
   // gate count), with consistent framing: refused offline.
+  ASSERT_EQ(load_u64_at(good, 24 + 16), 64u);  // the width, then the corrections' length
   b = good;
-  set_u64(b, 24 + 16, load_u64_at(good, 24 + 16) - 1);
-  b.erase(b.begin() + 24 + 16 + 8);
+  set_u64(b, 24 + 24, load_u64_at(good, 24 + 24) - 1);
+  b.erase(b.begin() + 24 + 32);
   set_u64(b, 24 + 8, load_u64_at(good, 24 + 8) - 1);
   set_u64(b, 16, b.size() - 24);
-  refused(b, "not the size of any number of gates");
+  refused(b, "not the size of any number of 64-bit gates");
+  // Widths outside 2..64 on the wire.
+  for (u64 bits : {u64{0}, u64{1}, u64{65}, u64{1} << 32, (u64{1} << 63) + 64, ~u64{0}}) {
+    b = good;
+    set_u64(b, 24 + 16, bits);
+    refused(b, "width of " + std::to_string(bits) + " bits");
+  }
+  // A valid width whose key size does not match the corrections' length.
+  b = good;
+  set_u64(b, 24 + 16, 32);
+  refused(b, "not the size of any number of 32-bit gates");
+  // A record too short to hold the width.
+  b = good;
+  b.resize(24 + 16 + 4);
+  set_u64(b, 16, b.size() - 24);
+  set_u64(b, 24 + 8, 4);
+  refused(b, "truncated");
   // The record says relu but the party runs mul on it: refused when the
   // operation reads it (the key made offline is never used).
   t.fwd->send("mpc2/pre", good);
@@ -945,7 +1048,8 @@ namespace {
 // ---- timing of a LeNet-shaped program (models/fmnist-lenet.md) ------------
 // Disabled by default (seconds of preprocessing); run with
 //   --gtest_also_run_disabled_tests --gtest_filter='Mpc2Perf.*'
-// MPC2_PERF_BATCH (default 1) sets the batch.
+// MPC2_PERF_BATCH (default 1) sets the batch, MPC2_PERF_BITS (default 64)
+// the relu width.
 
 struct LenetIdx {
   std::vector<std::uint32_t> im2col1, pool1[4], im2col2, pool2[4], flat;
@@ -977,11 +1081,11 @@ void pool_idx(std::size_t c_in, std::size_t batch, std::size_t h, std::vector<st
 }
 
 // max over 2x2 windows by a tournament of relus: max(a, b) = b + relu(a - b).
-Shared maxpool(Protocol& p, const Shared& x, const std::vector<std::uint32_t> idx[4]) {
+Shared maxpool(Protocol& p, const Shared& x, const std::vector<std::uint32_t> idx[4], int bits) {
   const Shared a = gather(x, idx[0]), b = gather(x, idx[1]), c = gather(x, idx[2]), d = gather(x, idx[3]);
   const Shared ab = sub(a, b), cd = sub(c, d);
   Shared r;
-  p.relu(concat({&ab, &cd}), nullptr, &r);
+  p.relu(concat({&ab, &cd}), nullptr, &r, bits);
   std::vector<std::uint32_t> first(a.n), second(a.n);
   for (std::size_t i = 0; i < a.n; ++i) {
     first[i] = static_cast<std::uint32_t>(i);
@@ -989,13 +1093,15 @@ Shared maxpool(Protocol& p, const Shared& x, const std::vector<std::uint32_t> id
   }
   const Shared m1 = add(b, gather(r, first)), m2 = add(d, gather(r, second));
   Shared r2;
-  p.relu(sub(m1, m2), nullptr, &r2);
+  p.relu(sub(m1, m2), nullptr, &r2, bits);
   return add(m2, r2);
 }
 
 TEST(Mpc2Perf, DISABLED_LenetShapes) {
   const char* env = std::getenv("MPC2_PERF_BATCH");
   const std::size_t batch = env ? static_cast<std::size_t>(std::atoi(env)) : 1;
+  const char* env_bits = std::getenv("MPC2_PERF_BITS");
+  const int bits = env_bits ? std::atoi(env_bits) : 64;
   const int f = 12;
   std::mt19937_64 rng(11);
   const auto w1 = small_u64(rng, 16 * 25, f - 2), w2 = small_u64(rng, 16 * 400, f - 4);
@@ -1013,15 +1119,15 @@ TEST(Mpc2Perf, DISABLED_LenetShapes) {
     Shared s = p.input(if_party(p, 1, x), x.size());
     s = p.matmul(0, gather(s, ix.im2col1), 16, 25, batch * 576);
     p.trunc(s, f);
-    s = maxpool(p, s, ix.pool1);
-    p.relu(s, nullptr, &s);
+    s = maxpool(p, s, ix.pool1, bits);
+    p.relu(s, nullptr, &s, bits);
     s = p.matmul(1, gather(s, ix.im2col2), 16, 400, batch * 64);
     p.trunc(s, f);
-    s = maxpool(p, s, ix.pool2);
-    p.relu(s, nullptr, &s);
+    s = maxpool(p, s, ix.pool2, bits);
+    p.relu(s, nullptr, &s, bits);
     s = p.matmul(2, gather(s, ix.flat), 100, 256, batch);
     p.trunc(s, f);
-    p.relu(s, nullptr, &s);
+    p.relu(s, nullptr, &s, bits);
     s = p.matmul(3, s, 10, 100, batch);
     p.trunc(s, f);
     return p.reveal_to_client(s);
@@ -1057,9 +1163,9 @@ TEST(Mpc2Perf, DISABLED_LenetShapes) {
     online_bytes[self] = m.to(1 - self).stats().sent.bytes;
     rounds[self] = m.to(1 - self).stats().rounds;
   });
-  std::printf("[ mpc2     ] LeNet batch %zu: online server %.1f ms, client %.1f ms; sent server %lld B, client %lld B, "
-              "rounds %lld/%lld; dealer %.0f ms, bundles %lld / %lld B\n",
-              batch, online_ms[0], online_ms[1], static_cast<long long>(online_bytes[0]),
+  std::printf("[ mpc2     ] LeNet batch %zu, relu %d bits: online server %.1f ms, client %.1f ms; sent server "
+              "%lld B, client %lld B, rounds %lld/%lld; dealer %.0f ms, bundles %lld / %lld B\n",
+              batch, bits, online_ms[0], online_ms[1], static_cast<long long>(online_bytes[0]),
               static_cast<long long>(online_bytes[1]), static_cast<long long>(rounds[0]),
               static_cast<long long>(rounds[1]), offline_ms, static_cast<long long>(pre[0]),
               static_cast<long long>(pre[1]));
