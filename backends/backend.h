@@ -58,6 +58,10 @@ struct BackendOptions {
   /// max, the logits never opened). Backends where the client holds the
   /// model (plain) ignore it.
   std::string output;
+  /// MPC backends: the bound |input| <= input_bound the comparisons are
+  /// sized for (backends/mpc/plan.h); 0: the model's "blindfold.input_bound"
+  /// metadata, and without it full 64-bit comparisons.
+  double input_bound = 0;
 };
 
 class Backend {

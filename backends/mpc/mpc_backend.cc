@@ -1,6 +1,7 @@
 #include "backends/mpc/mpc_backend.h"
 
 #include <chrono>
+#include <cmath>
 #include <functional>
 
 #include "core/error.h"
@@ -102,8 +103,13 @@ void MpcBackend::setup(const model::Graph& graph, const BackendOptions& options)
   } else if (!options.output.empty()) {
     throw_error(ErrorCategory::kBadInput, "--output must be 'logits' or 'label', is '" + options.output + "'");
   }
+  if (!std::isfinite(options.input_bound) || options.input_bound < 0) {
+    throw_error(ErrorCategory::kBadInput, "--input-bound must be a positive finite number (0: the model's " +
+                                              std::string(mpcplan::kInputBoundKey) + " metadata)");
+  }
+  const double bound = options.input_bound > 0 ? options.input_bound : mpcplan::declared_input_bound(graph);
   weights_.clear();
-  plan_ = mpcplan::lower(graph, settings_.frac_bits, &weights_);
+  plan_ = mpcplan::lower(graph, settings_.frac_bits, &weights_, bound);
   // The client and the helper get the plan as the server would send it.
   const mpcplan::Plan remote = mpcplan::Plan::parse(plan_.serialize());
   meshes_ = net::memory_meshes(3);
@@ -153,6 +159,9 @@ std::vector<Tensor> MpcBackend::infer(const std::vector<Tensor>& inputs, RunMetr
   const Tensor& x = inputs[0];
   if (x.rank() < 1) throw_error(ErrorCategory::kBadInput, name() + ": input needs a batch dimension");
   const std::int64_t batch = x.dim(0);
+  // The client's check of its input against the plan's bound, before any
+  // party starts (mpcplan::run checks again where it shares the input).
+  if (x.dtype() == DType::kFloat32) mpcplan::check_input(plan_, x.f32());
   Parties& P = *p_;
   RunMetrics m;
   if (parties_ == 2) {

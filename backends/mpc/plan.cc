@@ -1,7 +1,10 @@
 #include "backends/mpc/plan.h"
 
 #include <algorithm>
+#include <bit>
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -429,13 +432,167 @@ void check_range(bool ok, const std::string& what) {
   if (!ok) throw_error(ErrorCategory::kBadMessage, "MPC plan: " + what);
 }
 
+// A field of a plan from a peer, its name in the error when it is missing or
+// of the wrong type.
+template <class T>
+T field(const nlohmann::json& j, const char* name, const std::string& where = "") {
+  try {
+    return j.at(name).get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    throw_error(ErrorCategory::kBadMessage, "MPC plan: " + where + "field '" + name + "': " + e.what());
+  }
+}
+
+void check_input_bound(double b) {
+  if (!std::isfinite(b) || b < 0) {
+    throw_error(ErrorCategory::kBadInput, "the input bound must be a finite number >= 0 (0: none), is " +
+                                              std::to_string(b));
+  }
+}
+
+// A double as printed in messages and describe() (9 significant digits).
+std::string num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
 }  // namespace
 
-Plan lower(const Graph& graph, int frac_bits, std::vector<Tensor>* weights) {
+// ---- comparison widths --------------------------------------------------------
+
+int comparison_bits(double bound, int frac_bits) {
+  if (!std::isfinite(bound) || bound < 0) return 64;
+  const double x = std::ldexp(bound, frac_bits) + 1024.0;
+  if (!(x < std::ldexp(1.0, 62))) return 64;
+  // ceil(log2(x)), exactly: x = m * 2^e with m in [0.5, 1).
+  int e = 0;
+  const double m = std::frexp(x, &e);
+  const int ceil_log2 = m == 0.5 ? e - 1 : e;
+  return std::clamp(ceil_log2 + 2, 2, 64);
+}
+
+int onehot_count_bits(std::int64_t k) {
+  if (k <= 1) return 2;
+  return std::max(2, static_cast<int>(std::bit_width(static_cast<std::uint64_t>(k - 1))) + 1);
+}
+
+std::vector<double> slot_bounds(const Plan& plan, const std::vector<Tensor>& weights, double input_bound) {
+  if (weights.size() != plan.weights.size()) {
+    throw_error(ErrorCategory::kInternal, "slot_bounds: " + std::to_string(weights.size()) + " weight tensors for a plan of " +
+                                              std::to_string(plan.weights.size()));
+  }
+  const double u = std::ldexp(1.0, -plan.frac_bits);  // one unit in the last place
+  auto w = [&](int h) {
+    const Tensor& t = weights.at(static_cast<std::size_t>(h));
+    if (t.numel() != plan.weights.at(static_cast<std::size_t>(h)).size) {
+      throw_error(ErrorCategory::kInternal, "slot_bounds: weight " + std::to_string(h) + " has the wrong size");
+    }
+    return t.f32();
+  };
+  auto max_abs = [](std::span<const float> v) {
+    double m = 0;
+    for (float f : v) m = std::max(m, std::fabs(static_cast<double>(f)));
+    return m;
+  };
+  // max over rows of sum_j (|w_ij| + u/2) * x + |b_i| (+ the bias's own rounding).
+  auto rows = [&](const Step& s, std::int64_t m, std::int64_t k, double x) {
+    const auto wv = w(s.weight);
+    std::span<const float> bv;
+    if (s.bias >= 0) bv = w(s.bias);
+    double worst = 0;
+    for (std::int64_t i = 0; i < m; ++i) {
+      double l1 = 0;
+      for (std::int64_t j = 0; j < k; ++j) l1 += std::fabs(static_cast<double>(wv[static_cast<std::size_t>(i * k + j)]));
+      double r = (l1 + static_cast<double>(k) * u / 2) * x;
+      if (s.bias >= 0) r += std::fabs(static_cast<double>(bv[static_cast<std::size_t>(i)])) + u * u / 2;
+      worst = std::max(worst, r);
+    }
+    return worst;
+  };
+  std::vector<double> b(static_cast<std::size_t>(plan.slots), 0.0);
+  b.at(static_cast<std::size_t>(plan.input_slot)) = input_bound + u / 2;  // encoding rounds to nearest
+  for (const Step& s : plan.steps) {
+    const double x = b.at(static_cast<std::size_t>(s.in0));
+    double y = x;
+    const Geometry& g = s.g;
+    switch (s.kind) {
+      case StepKind::kConv: y = rows(s, g.oc, g.c * g.kh * g.kw, x) + u; break;  // + truncation
+      case StepKind::kDense: y = rows(s, s.m, s.k, x) + u; break;
+      case StepKind::kRelu:
+      case StepKind::kMaxPool: y = x; break;
+      case StepKind::kAvgPool:
+        // sum of at most kh*kw values times round(2^f / count), truncated.
+        y = x * (1 + static_cast<double>(g.kh * g.kw) * u / 2) + u;
+        break;
+      case StepKind::kAdd:
+      case StepKind::kSub: y = x + b.at(static_cast<std::size_t>(s.in1)); break;
+      case StepKind::kMul: y = x * b.at(static_cast<std::size_t>(s.in1)) + u; break;
+      case StepKind::kMulWeights: y = (max_abs(w(s.weight)) + u / 2) * x + u; break;
+      case StepKind::kAddWeights: y = x + max_abs(w(s.weight)) + u / 2; break;
+    }
+    b.at(static_cast<std::size_t>(s.out)) = y;
+  }
+  return b;
+}
+
+void size_comparisons(Plan& plan, const std::vector<Tensor>& weights, double input_bound) {
+  check_input_bound(input_bound);
+  plan.input_bound = input_bound;
+  plan.argmax_bits = 64;
+  for (Step& s : plan.steps) s.cmp_bits = 64;
+  if (input_bound == 0) return;
+  const std::vector<double> b = slot_bounds(plan, weights, input_bound);
+  const int f = plan.frac_bits;
+  for (Step& s : plan.steps) {
+    const double x = b.at(static_cast<std::size_t>(s.in0));
+    if (s.kind == StepKind::kRelu) s.cmp_bits = comparison_bits(x, f);
+    // Differences of two window elements (the window maximum, for
+    // relu_after, is bounded by x alone).
+    if (s.kind == StepKind::kMaxPool) s.cmp_bits = comparison_bits(2 * x, f);
+  }
+  const std::int64_t k = plan.output_shape.empty() ? 1 : plan.output_shape.back();
+  const double out = b.at(static_cast<std::size_t>(plan.output_slot));
+  plan.argmax_bits = comparison_bits(k == 1 ? out : 2 * out, f);
+}
+
+double declared_input_bound(const Graph& graph) {
+  const auto it = graph.metadata.find(kInputBoundKey);
+  if (it == graph.metadata.end()) return 0;
+  const std::string& v = it->second;
+  double d = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), d, std::chars_format::general);
+  if (v.empty() || ec != std::errc() || end != v.data() + v.size() || !std::isfinite(d) || d <= 0) {
+    throw_error(ErrorCategory::kBadModel, std::string("model metadata '") + kInputBoundKey + "' is '" +
+                                              (v.size() > 64 ? v.substr(0, 64) + "..." : v) +
+                                              "': expected a positive finite decimal number");
+  }
+  return d;
+}
+
+void check_input(const Plan& plan, std::span<const float> x) {
+  if (plan.input_bound <= 0) return;
+  const std::int64_t per = std::max<std::int64_t>(1, numel(plan.input_shape));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double v = x[i];
+    if (std::isfinite(v) && std::fabs(v) <= plan.input_bound) continue;
+    const std::int64_t at = static_cast<std::int64_t>(i);
+    throw_error(ErrorCategory::kBadInput,
+                "input value " + num(v) + " at index " + std::to_string(at) + " (sample " + std::to_string(at / per) +
+                    ", element " + std::to_string(at % per) + ") is outside |x| <= " + num(plan.input_bound) +
+                    ": the server sized its comparisons for inputs within that bound (the model's " + kInputBoundKey +
+                    " metadata or the server's --input-bound), so this input is not shared");
+  }
+}
+
+Plan lower(const Graph& graph, int frac_bits, std::vector<Tensor>* weights, double input_bound) {
   if (graph.inputs.size() != 1 || graph.outputs.size() != 1) {
     throw_error(ErrorCategory::kUnsupported, "the MPC backends need a model with one input and one output");
   }
-  Lowering l{graph, frac_bits, {}, weights, {}, {}, {}};
+  check_input_bound(input_bound);
+  // The bound analysis needs the float weights even when the caller does not.
+  std::vector<Tensor> local;
+  Lowering l{graph, frac_bits, {}, weights || input_bound > 0 ? &local : nullptr, {}, {}, {}};
   l.plan.frac_bits = frac_bits;
   l.consumers.assign(graph.values.size(), 0);
   for (const Node& n : graph.nodes) {
@@ -465,12 +622,16 @@ Plan lower(const Graph& graph, int frac_bits, std::vector<Tensor>* weights) {
   out_node.name = graph.value(out_v).name;
   l.plan.output_slot = l.slot.at(out_v);
   l.plan.output_shape = per_sample(graph.value(out_v), out_node);
+  if (input_bound > 0) size_comparisons(l.plan, local, input_bound);
+  if (weights) {
+    for (Tensor& t : local) weights->push_back(std::move(t));
+  }
   return l.plan;
 }
 
 Support lowerable(const Graph& graph) {
   try {
-    lower(graph, 12, nullptr);
+    lower(graph, 12, nullptr, 0);
     return Support::yes();
   } catch (const Error& e) {
     std::string msg = e.what();
@@ -515,7 +676,7 @@ StepKind kind_of(const std::string& s) {
 
 std::string Plan::serialize() const {
   nlohmann::json j;
-  j["version"] = 1;
+  j["version"] = 2;
   j["frac_bits"] = frac_bits;
   j["slots"] = slots;
   j["input_slot"] = input_slot;
@@ -524,6 +685,8 @@ std::string Plan::serialize() const {
   j["output_shape"] = output_shape;
   j["finish"] = finish == Finish::kNone ? "none" : finish == Finish::kSigmoid ? "sigmoid" : "softmax";
   j["softmax_axis"] = softmax_axis;
+  j["input_bound"] = input_bound;
+  j["argmax_bits"] = argmax_bits;
   j["weights"] = nlohmann::json::array();
   for (const WeightSpec& w : weights) j["weights"].push_back({{"node", w.node}, {"size", w.size}, {"scale_bits", w.scale_bits}});
   j["steps"] = nlohmann::json::array();
@@ -532,6 +695,7 @@ std::string Plan::serialize() const {
     j["steps"].push_back({{"kind", kind_name(s.kind)}, {"node", s.node}, {"in0", s.in0}, {"in1", s.in1},
                           {"out", s.out}, {"weight", s.weight}, {"bias", s.bias}, {"k", s.k}, {"m", s.m},
                           {"relu_after", s.relu_after}, {"in_shape", s.in_shape}, {"w_shape", s.w_shape},
+                          {"cmp_bits", s.cmp_bits},
                           {"g", {ge.c, ge.h, ge.w, ge.oc, ge.oh, ge.ow, ge.kh, ge.kw, ge.sh, ge.sw, ge.dh, ge.dw,
                                  ge.pt, ge.pl, ge.pb, ge.pr, ge.count_include_pad ? 1 : 0}}});
   }
@@ -542,7 +706,7 @@ Plan Plan::parse(const std::string& text) {
   Plan p;
   try {
     const nlohmann::json j = nlohmann::json::parse(text);
-    check_range(j.at("version").get<int>() == 1, "unknown version");
+    check_range(j.at("version").get<int>() == 2, "unknown version");
     p.frac_bits = j.at("frac_bits").get<int>();
     check_range(p.frac_bits >= 1 && p.frac_bits <= 30, "frac_bits out of range");
     p.slots = j.at("slots").get<int>();
@@ -569,6 +733,11 @@ Plan Plan::parse(const std::string& text) {
     p.finish = fin == "none" ? Finish::kNone : fin == "sigmoid" ? Finish::kSigmoid : Finish::kSoftmax;
     p.softmax_axis = j.at("softmax_axis").get<std::int64_t>();
     check_range(p.softmax_axis >= -7 && p.softmax_axis <= 7, "softmax axis out of range");
+    p.input_bound = field<double>(j, "input_bound");
+    check_range(std::isfinite(p.input_bound) && p.input_bound >= 0, "input_bound must be finite and >= 0");
+    const std::int64_t argmax_bits = field<std::int64_t>(j, "argmax_bits");
+    check_range(argmax_bits >= 2 && argmax_bits <= 64, "argmax_bits " + std::to_string(argmax_bits) + " out of range (2..64)");
+    p.argmax_bits = static_cast<int>(argmax_bits);
     for (const auto& w : j.at("weights")) {
       WeightSpec s{w.at("node").get<std::string>(), w.at("size").get<std::int64_t>(), w.at("scale_bits").get<int>()};
       check_range(s.size >= 1 && s.size <= kMaxElements, "weight size out of range");
@@ -604,6 +773,9 @@ Plan Plan::parse(const std::string& text) {
       ge = {gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8], gv[9], gv[10], gv[11],
             gv[12], gv[13], gv[14], gv[15], gv[16] != 0};
       const std::string where = "step " + std::to_string(p.steps.size()) + " (" + s.node + "): ";
+      const std::int64_t cmp_bits = field<std::int64_t>(js, "cmp_bits", where);
+      check_range(cmp_bits >= 2 && cmp_bits <= 64, where + "cmp_bits " + std::to_string(cmp_bits) + " out of range (2..64)");
+      s.cmp_bits = static_cast<int>(cmp_bits);
       check_range(slot_ok(s.in0) && slot_ok(s.out), where + "slot out of range");
       const std::int64_t in_n = slot_size[static_cast<std::size_t>(s.in0)];
       check_range(in_n > 0, where + "reads a slot not yet written");
@@ -661,6 +833,12 @@ Plan Plan::parse(const std::string& text) {
     }
     check_range(slot_size[static_cast<std::size_t>(p.output_slot)] == numel(p.output_shape),
                 "output slot size does not match the output shape");
+    // Narrow comparisons are correct only for inputs the client checks
+    // against a bound: without one, every width is 64.
+    if (p.input_bound == 0) {
+      check_range(p.argmax_bits == 64, "argmax_bits below 64 without an input_bound");
+      for (const Step& s : p.steps) check_range(s.cmp_bits == 64, "cmp_bits below 64 without an input_bound (step " + s.node + ")");
+    }
   } catch (const nlohmann::json::exception& e) {
     throw_error(ErrorCategory::kBadMessage, std::string("MPC plan: malformed JSON: ") + e.what());
   }
@@ -671,6 +849,11 @@ std::string Plan::describe() const {
   std::ostringstream o;
   o << "fixed point: Z_2^64, " << frac_bits << " fractional bits; input " << shape_to_string(input_shape)
     << ", output " << shape_to_string(output_shape) << "\n";
+  if (input_bound > 0) {
+    o << "comparisons sized for |input| <= " << num(input_bound) << " (the client refuses larger inputs)\n";
+  } else {
+    o << "no input bound: every comparison at 64 bits\n";
+  }
   for (const Step& s : steps) {
     o << "  " << kind_name(s.kind) << "  " << s.node;
     const Geometry& g = s.g;
@@ -686,10 +869,11 @@ std::string Plan::describe() const {
       case StepKind::kMaxPool:
         o << "  " << g.kh << "x" << g.kw << " windows: " << (g.kh * g.kw - 1) << " comparisons each, tree of depth "
           << static_cast<int>(std::ceil(std::log2(static_cast<double>(g.kh * g.kw))))
-          << (s.relu_after ? ", then ReLU (reordered from before the pool)" : "");
+          << (s.relu_after ? ", then ReLU (reordered from before the pool)" : "") << "; " << s.cmp_bits
+          << "-bit comparisons";
         break;
       case StepKind::kAvgPool: o << "  " << g.kh << "x" << g.kw << ": local sum, public scale, truncate"; break;
-      case StepKind::kRelu: o << "  one comparison per element"; break;
+      case StepKind::kRelu: o << "  one comparison per element, " << s.cmp_bits << " bits"; break;
       case StepKind::kMul: o << "  secret x secret, truncate"; break;
       case StepKind::kMulWeights: o << "  by a secret constant, truncate"; break;
       default: break;
@@ -698,6 +882,11 @@ std::string Plan::describe() const {
   }
   if (finish != Finish::kNone) o << "  the client applies " << (finish == Finish::kSigmoid ? "Sigmoid" : "Softmax")
                                  << " to the revealed values\n";
+  const std::int64_t k = output_shape.empty() ? 1 : output_shape.back();
+  o << "  label output (arg max over " << k << "): " << (k == 1 ? "sign" : "pairwise") << " comparisons at "
+    << argmax_bits << " bits";
+  if (k > 1) o << ", then the one-hot count at " << onehot_count_bits(k) << " bits";
+  o << "\n";
   return o.str();
 }
 
@@ -834,16 +1023,21 @@ Shared run_dense(mpc::Protocol& p, const Step& s, const std::vector<int>& h, con
   return y;
 }
 
-Shared relu_of(mpc::Protocol& p, const Shared& x) {
+Shared relu_of(mpc::Protocol& p, const Shared& x, int bits) {
   Shared r;
-  p.relu(x, nullptr, &r);
+  p.relu(x, nullptr, &r, bits);
   return r;
 }
 
 Shared run_maxpool(mpc::Protocol& p, const Step& s, const Shared& x, std::int64_t batch) {
   const Geometry& g = s.g;
-  // Padding must never win: a public value far below any activation.
-  const u64 very_negative = static_cast<u64>(-(std::int64_t{1} << 62));
+  // Padding must never win: a public value far below any activation, and
+  // within the comparison width. cmp_bits covers differences of two elements
+  // bounded by M, so 2^(bits-2) >= 2M + 2^10: a pad of -2^(bits-2) is below
+  // every element and its differences with one lie in (-2^(bits-1), 2^(bits-1)).
+  // At 64 bits (no bound): -2^62.
+  const int pad_log2 = s.cmp_bits >= 64 ? 62 : std::max(0, s.cmp_bits - 2);
+  const u64 very_negative = static_cast<u64>(-(std::int64_t{1} << pad_log2));
   const bool padded = g.pt || g.pl || g.pb || g.pr ||
                       (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1 > g.h ||
                       (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1 > g.w;
@@ -860,13 +1054,13 @@ Shared run_maxpool(mpc::Protocol& p, const Step& s, const Shared& x, std::int64_
     for (std::size_t i = 0; i < pairs; ++i) diffs.push_back(mpc::sub(vals[2 * i], vals[2 * i + 1]));
     std::vector<const Shared*> ptrs;
     for (const Shared& d : diffs) ptrs.push_back(&d);
-    const Shared r = relu_of(p, mpc::concat(ptrs));
+    const Shared r = relu_of(p, mpc::concat(ptrs), s.cmp_bits);
     std::vector<Shared> next;
     for (std::size_t i = 0; i < pairs; ++i) next.push_back(mpc::add(vals[2 * i + 1], slice(r, i * each, each)));
     if (vals.size() % 2) next.push_back(std::move(vals.back()));
     vals = std::move(next);
   }
-  return s.relu_after ? relu_of(p, vals[0]) : vals[0];
+  return s.relu_after ? relu_of(p, vals[0], s.cmp_bits) : vals[0];
 }
 
 Shared run_avgpool(mpc::Protocol& p, const Step& s, const Shared& x, std::int64_t batch) {
@@ -895,11 +1089,13 @@ Shared run_avgpool(mpc::Protocol& p, const Step& s, const Shared& x, std::int64_
 // One-hot of the arg max over the last axis (rows x k), revealing nothing
 // but the one-hot vector: all pairwise comparisons in one round, then
 // count_i = #{j : l_i wins against l_j} (ties go to the lower index, as
-// numpy's argmax), and o_i = [count_i >= k-1] in a second round.
-Shared argmax_onehot(mpc::Protocol& p, const Shared& logits, std::size_t rows, std::size_t k) {
+// numpy's argmax), and o_i = [count_i >= k-1] in a second round. `bits`:
+// the width of the logit comparisons (Plan::argmax_bits); the count is an
+// exact small integer, compared at onehot_count_bits(k).
+Shared argmax_onehot(mpc::Protocol& p, const Shared& logits, std::size_t rows, std::size_t k, int bits) {
   if (k == 1) {  // a single score (binary classifier): [score >= 0]
     Shared d;
-    p.relu(logits, &d, nullptr);
+    p.relu(logits, &d, nullptr, bits);
     return d;
   }
   const std::size_t pairs = k * (k - 1) / 2;
@@ -915,15 +1111,16 @@ Shared argmax_onehot(mpc::Protocol& p, const Shared& logits, std::size_t rows, s
       }
   const Shared diff = mpc::sub(mpc::gather(logits, ia), mpc::gather(logits, ib));
   Shared d;
-  p.relu(diff, &d, nullptr);  // [l_i >= l_j] for i < j
+  p.relu(diff, &d, nullptr, bits);  // [l_i >= l_j] for i < j
   Shared not_d = mpc::neg(d);
   p.add_public(not_d, std::vector<u64>(not_d.n, 1));
   std::vector<std::uint32_t> groups = ga;
   groups.insert(groups.end(), gb.begin(), gb.end());
   Shared count = mpc::sum_groups(mpc::concat({&d, &not_d}), groups, rows * k);
   p.add_public(count, std::vector<u64>(count.n, static_cast<u64>(-static_cast<std::int64_t>(k - 1))));
+  // count - (k-1) lies in [-(k-1), 0] whatever the input.
   Shared onehot;
-  p.relu(count, &onehot, nullptr);
+  p.relu(count, &onehot, nullptr, onehot_count_bits(static_cast<std::int64_t>(k)));
   return onehot;
 }
 
@@ -960,6 +1157,7 @@ std::optional<Tensor> run(mpc::Protocol& p, const Plan& plan, const std::vector<
       throw_error(ErrorCategory::kBadInput, "input has " + std::to_string(input->numel()) + " values, the model takes " +
                                                 std::to_string(in_n) + " for batch " + std::to_string(batch));
     }
+    check_input(plan, input->f32());  // before anything is shared
     std::vector<u64> enc(static_cast<std::size_t>(in_n));
     mpc::fxp_encode(input->f32(), f, enc);
     slots[static_cast<std::size_t>(plan.input_slot)] = p.input(enc, enc.size());
@@ -972,7 +1170,7 @@ std::optional<Tensor> run(mpc::Protocol& p, const Plan& plan, const std::vector<
     switch (s.kind) {
       case StepKind::kConv: y = run_conv(p, s, h, x, batch); break;
       case StepKind::kDense: y = run_dense(p, s, h, x, batch); break;
-      case StepKind::kRelu: y = relu_of(p, x); break;
+      case StepKind::kRelu: y = relu_of(p, x, s.cmp_bits); break;
       case StepKind::kMaxPool: y = run_maxpool(p, s, x, batch); break;
       case StepKind::kAvgPool: y = run_avgpool(p, s, x, batch); break;
       case StepKind::kAdd: y = mpc::add(x, slots[static_cast<std::size_t>(s.in1)]); break;
@@ -1000,9 +1198,9 @@ std::optional<Tensor> run(mpc::Protocol& p, const Plan& plan, const std::vector<
   Shape shape{batch};
   shape.insert(shape.end(), plan.output_shape.begin(), plan.output_shape.end());
   if (output == Output::kLabel) {
-    const std::size_t k = static_cast<std::size_t>(plan.output_shape.back());
+    const std::size_t k = plan.output_shape.empty() ? 1 : static_cast<std::size_t>(plan.output_shape.back());
     const std::size_t rows = static_cast<std::size_t>(batch * per) / k;
-    const Shared onehot = argmax_onehot(p, out, rows, k);
+    const Shared onehot = argmax_onehot(p, out, rows, k, plan.argmax_bits);
     const std::vector<u64> v = p.reveal_to_client(onehot);
     if (v.empty()) return std::nullopt;
     Tensor t(DType::kFloat32, shape);

@@ -1,6 +1,7 @@
 #include "backends/mpc/roles.h"
 
 #include <chrono>
+#include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -164,12 +165,18 @@ Output parse_output(const std::string& name) {
 
 const char* output_name(Output o) { return o == Output::kLogits ? "logits" : "label"; }
 
-ServerModel prepare_server(const model::Graph& graph, Kind kind, int frac_bits, Output output) {
+ServerModel prepare_server(const model::Graph& graph, Kind kind, int frac_bits, Output output,
+                           double input_bound) {
   if (frac_bits < 1 || frac_bits > 30) throw_error(ErrorCategory::kBadInput, "--frac-bits must be 1 to 30");
+  if (!std::isfinite(input_bound) || input_bound < 0) {
+    throw_error(ErrorCategory::kBadInput, "--input-bound must be a positive finite number (0: the model's " +
+                                              std::string(mpcplan::kInputBoundKey) + " metadata)");
+  }
   ServerModel m;
   m.kind = kind;
   m.output = output;
-  m.plan = mpcplan::lower(graph, frac_bits, &m.weights);
+  const double bound = input_bound > 0 ? input_bound : mpcplan::declared_input_bound(graph);
+  m.plan = mpcplan::lower(graph, frac_bits, &m.weights, bound);
   if (output == Output::kLabel && m.plan.output_shape.empty()) {
     throw_error(ErrorCategory::kBadInput, "--output label needs a model whose output has a class dimension");
   }
@@ -269,6 +276,7 @@ ClientResult client_session(net::Mesh& mesh, Kind kind, const std::vector<Tensor
                                                 std::to_string(kMaxBatch) + " expected");
     }
     if (x.dtype() != DType::kFloat32) throw_error(ErrorCategory::kBadInput, "the input must be float32");
+    mpcplan::check_input(r.plan, x.f32());  // the server's bound (mpcplan::run checks again)
   }
   const int f = r.plan.frac_bits;
   std::unique_ptr<mpc::Mpc2Party> p2;

@@ -61,8 +61,12 @@ struct ServerModel {
 };
 
 /// Lowers `graph` (throws Error(kUnsupported) naming a node it cannot).
+/// `input_bound` > 0: the comparisons are sized for |input| <= input_bound;
+/// 0: the model's "blindfold.input_bound" metadata (mpcplan::
+/// declared_input_bound), and without it full 64-bit comparisons. The bound
+/// travels in the plan and the client enforces it.
 ServerModel prepare_server(const model::Graph& graph, Kind kind, int frac_bits,
-                           mpcplan::Output output);
+                           mpcplan::Output output, double input_bound = 0);
 
 /// One query as the client measured it. Bytes are the sum over all parties
 /// (the client's own counters plus the server's and helper's "mpc/stats");
