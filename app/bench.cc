@@ -141,6 +141,7 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
   bo.threads = o.threads;
   bo.frac_bits = o.frac_bits;
   bo.output = o.output;
+  bo.input_bound = o.input_bound;
   auto backend = ready_backend(o.backend, graph, bo);
   r.trust = backend->trust_model();
   r.setup_ms = backend->setup_cost().ms;

@@ -21,6 +21,7 @@ struct BenchOptions {
   unsigned threads = 0;
   int frac_bits = 0;                // MPC fixed point; 0: backend default
   std::string output;                // "logits" or "label" (MPC backends); "": default
+  double input_bound = 0;            // MPC: |input| bound for the comparisons; 0: the model's metadata
   std::int64_t eval_batch = 64;     // batch size of the accuracy evaluation
   /// When set, inputs are the dataset's first samples and accuracy and
   /// agreement with plaintext are measured over `eval_limit` samples.

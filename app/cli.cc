@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -21,6 +22,21 @@
 namespace blindfold::app {
 
 namespace {
+
+// --input-bound: a positive finite number.
+CLI::Validator positive_finite() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        try {
+          std::size_t used = 0;
+          const double d = std::stod(v, &used);
+          if (used == v.size() && std::isfinite(d) && d > 0) return "";
+        } catch (const std::exception&) {
+        }
+        return "must be a positive finite number, is '" + v + "'";
+      },
+      "POSITIVE");
+}
 
 std::string default_models_dir() {
   return std::string(BLINDFOLD_SOURCE_DIR) + "/models";
@@ -211,9 +227,14 @@ int main(int argc, char** argv) {
   unsigned threads = 0;
   bool json = false;
   int frac_bits = 0;
+  double input_bound = 0;
   std::string reveal;
   auto mpc_options = [&](CLI::App* c) {
     c->add_option("--frac-bits", frac_bits, "mpc2/mpc3: fixed-point fractional bits (default 12)");
+    c->add_option("--input-bound", input_bound,
+                  "mpc2/mpc3: |input| bound the comparisons are sized for (default: the model's "
+                  "blindfold.input_bound metadata; none = full 64-bit comparisons)")
+        ->check(positive_finite());
     c->add_option("--reveal", reveal, "mpc2/mpc3: what the client learns: logits (default) | label")
         ->check(CLI::IsMember({"logits", "label"}));
   };
@@ -272,6 +293,7 @@ int main(int argc, char** argv) {
     bo.threads = threads;
     bo.frac_bits = frac_bits;
     bo.output = reveal;
+    bo.input_bound = input_bound;
     if (*inspect) return cmd_inspect(model_path);
     if (*run) return cmd_run(model_path, backend, inputs, outputs, bo);
     if (*eval) {
@@ -286,6 +308,7 @@ int main(int argc, char** argv) {
       o.threads = threads;
       o.frac_bits = frac_bits;
       o.output = reveal;
+      o.input_bound = input_bound;
       if (!dataset.empty()) o.dataset = dataset;
       o.eval_limit = limit;
       o.models_dir = models_dir;

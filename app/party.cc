@@ -22,6 +22,21 @@ namespace blindfold::app {
 
 namespace {
 
+// --input-bound: a positive finite number.
+CLI::Validator positive_finite() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        try {
+          std::size_t used = 0;
+          const double d = std::stod(v, &used);
+          if (used == v.size() && std::isfinite(d) && d > 0) return "";
+        } catch (const std::exception&) {
+        }
+        return "must be a positive finite number, is '" + v + "'";
+      },
+      "POSITIVE");
+}
+
 using net::Bytes;
 using net::Channel;
 using net::Clock;
@@ -278,10 +293,14 @@ int run_mpc_service(const PartyOptions& o, const net::MeshConfig& config, roles:
   if (o.id == 0) {
     if (o.model.empty()) throw Error(ErrorCategory::kBadInput, "the server (--id 0) needs --model FILE");
     const model::Graph g = model::import_onnx_file(o.model);
-    model = roles::prepare_server(g, kind, o.frac_bits, roles::parse_output(o.output));
-    std::printf("server: %s with %s, output %s, %d fractional bits, %zu weight tensors; %s\n",
+    model = roles::prepare_server(g, kind, o.frac_bits, roles::parse_output(o.output), o.input_bound);
+    char bound[96] = "no input bound (64-bit comparisons)";
+    if (model->plan.input_bound > 0) {
+      std::snprintf(bound, sizeof bound, "comparisons sized for |input| <= %g", model->plan.input_bound);
+    }
+    std::printf("server: %s with %s, output %s, %d fractional bits, %zu weight tensors, %s; %s\n",
                 o.model.c_str(), roles::kind_name(kind), o.output.c_str(), model->plan.frac_bits,
-                model->plan.weights.size(),
+                model->plan.weights.size(), bound,
                 backends::mpc_trust_model(kind == roles::Kind::kMpc2 ? 2 : 3).summary.c_str());
     std::fflush(stdout);
   }
@@ -339,6 +358,7 @@ int run_mpc_party(const PartyOptions& o) {
   only(server || o.model.empty(), "--model", "server (--id 0)");
   only(server || o.output == "logits", "--output", "server (--id 0)");
   only(server || o.frac_bits == 12, "--frac-bits", "server (--id 0)");
+  only(server || o.input_bound == 0, "--input-bound", "server (--id 0)");
   only(client || o.input.empty(), "--input", "client (--id 1)");
   only(client || o.out.empty(), "--out", "client (--id 1)");
   only(client || o.batch == 0, "--batch", "client (--id 1)");
@@ -354,9 +374,10 @@ int run_party(const PartyOptions& o) {
   }
   if (!o.backend.empty()) return run_mpc_party(o);
   if (!o.model.empty() || !o.input.empty() || !o.out.empty() || o.batch != 0 || o.sessions != 0 ||
-      o.output != "logits" || o.frac_bits != 12) {
+      o.output != "logits" || o.frac_bits != 12 || o.input_bound != 0) {
     throw Error(ErrorCategory::kBadInput,
-                "--model, --input, --out, --batch, --output, --frac-bits and --sessions need --backend mpc2|mpc3");
+                "--model, --input, --out, --batch, --output, --frac-bits, --input-bound and --sessions need "
+                "--backend mpc2|mpc3");
   }
   const net::MeshConfig config = net::load_mesh_config(o.config);
   net::MeshOptions mo;
@@ -431,6 +452,12 @@ class PartyCommandsImpl final : public PartyCommands {
     party_->add_option("--frac-bits", party_opts_.frac_bits,
                        "server: fixed-point fractional bits (sent to the others in the plan)")
         ->capture_default_str();
+    party_
+        ->add_option("--input-bound", party_opts_.input_bound,
+                     "server: |input| bound the comparisons are sized for (default: the model's "
+                     "blindfold.input_bound metadata; none = full 64-bit comparisons; sent in the plan, "
+                     "the client refuses inputs outside it)")
+        ->check(positive_finite());
     party_->add_option("--input", party_opts_.input, "client: input tensor (.npy, [N, ...])");
     party_->add_option("--out", party_opts_.out, "client: write the outputs here (.npy)");
     party_->add_option("--batch", party_opts_.batch,

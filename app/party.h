@@ -25,6 +25,7 @@ struct PartyOptions {
   std::string model;      // server: the ONNX model
   std::string output = "logits";  // server: what the client learns (logits | label)
   int frac_bits = 12;     // server: fixed-point fractional bits, sent in the plan
+  double input_bound = 0; // server: |input| bound for the comparisons (0: the model's metadata)
   std::string input;      // client: .npy input [N, ...]
   std::string out;        // client: .npy to write the outputs to (optional)
   std::int64_t batch = 0; // client: samples per query (0: all in one)
@@ -62,8 +63,8 @@ class PartyCommands {
 
 /// Adds `certs --out DIR --parties a,b[,c]` and `party --config F --id I
 /// [--insecure-transport] [--timeout-ms T] [--probe]` (with the MPC options
-/// --backend, --model, --output, --frac-bits, --input, --out, --batch,
-/// --sessions) to `app`.
+/// --backend, --model, --output, --frac-bits, --input-bound, --input, --out,
+/// --batch, --sessions) to `app`.
 std::unique_ptr<PartyCommands> add_party_commands(CLI::App& app);
 
 }  // namespace blindfold::app
