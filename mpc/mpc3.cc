@@ -44,6 +44,7 @@ constexpr const char* kTagWeights = "mpc3/weights";
 constexpr const char* kTagReshare = "mpc3/reshare";
 constexpr const char* kTagTrunc = "mpc3/trunc";
 constexpr const char* kTagReveal = "mpc3/reveal";
+constexpr const char* kTagRelu = "mpc3/relu";
 
 std::span<const std::uint8_t> bytes_of(std::span<const u64> v) {
   return {reinterpret_cast<const std::uint8_t*>(v.data()), v.size() * sizeof(u64)};
@@ -83,29 +84,137 @@ void add_zero_share(Prg& self, Prg& next, std::span<u64> z) {
 
 void fill_words(Prg& prg, std::span<u64> out) { prg.fill(bytes_of(out)); }
 
-// Exchanges the bits of x at positions p (m set) and p + d.
-constexpr u64 delta_swap(u64 x, u64 m, unsigned d) {
-  const u64 t = ((x >> d) ^ x) & m;
-  return x ^ t ^ (t << d);
-}
-// The bit-index-reversal permutation: bit p moves to position rev6(p), by
-// swapping index bits (0,5), (1,4), (2,3). Afterwards the binary tree over
-// bit positions pairs the upper and the lower half of every block: level L
-// combines hi = x >> w with lo = x & (2^w - 1), w = 64 >> L.
-constexpr u64 index_reverse(u64 x) {
-  x = delta_swap(x, 0x00000000AAAAAAAAULL, 31);
-  x = delta_swap(x, 0x0000CCCC0000CCCCULL, 14);
-  x = delta_swap(x, 0x00F000F000F000F0ULL, 4);
-  return x;
-}
-static_assert(index_reverse(u64{1} << 1) == u64{1} << 32);
-static_assert(index_reverse(u64{1} << 3) == u64{1} << 48);
-static_assert(index_reverse(u64{1} << 6) == u64{1} << 24);
-static_assert(index_reverse(u64{1} << 63) == u64{1} << 63);
-static_assert(index_reverse(index_reverse(0x0123456789ABCDEFULL)) == 0x0123456789ABCDEFULL);
+// ---- bit planes (relu) ------------------------------------------------------
+// The binary part of relu is bit-sliced: plane p of a vector of n elements is
+// ceil(n/64) words, word t holding bit p of elements 64t..64t+63 (element
+// 64t+l at bit l; bits past n are zero). A word-wide AND is then 64 binary
+// gates of 64 different elements, and a plane is sent as it is.
 
-// A share-component mask: all ones when `on`, else zero.
-constexpr u64 mask_if(bool on) { return on ? ~u64{0} : u64{0}; }
+// The mask that selects the low j bits of every 2j-bit chunk (j a power of 2).
+constexpr u64 swap_mask(unsigned j) {
+  switch (j) {
+    case 1: return 0x5555555555555555ULL;
+    case 2: return 0x3333333333333333ULL;
+    case 4: return 0x0F0F0F0F0F0F0F0FULL;
+    case 8: return 0x00FF00FF00FF00FFULL;
+    case 16: return 0x0000FFFF0000FFFFULL;
+    default: return 0x00000000FFFFFFFFULL;
+  }
+}
+
+// Transposes the W x W bit matrix held in every W-bit lane of a[0..W)
+// (row r = a[r], column c = bit c of the lane), all 64/W lanes at once: the
+// recursive block swap (Hacker's Delight, Sec. 7-3), log2(W) stages, each
+// exchanging the top-right and bottom-left j x j blocks of every 2j x 2j
+// block.
+template <unsigned W>
+inline void transpose_lanes(u64* a) {
+  for (unsigned j = W / 2; j > 0; j >>= 1) {
+    const u64 m = swap_mask(j);
+    for (unsigned base = 0; base < W; base += 2 * j) {
+      for (unsigned r = base; r < base + j; ++r) {
+        const u64 t = ((a[r] >> j) ^ a[r + j]) & m;
+        a[r + j] ^= t;
+        a[r] ^= t << j;
+      }
+    }
+  }
+}
+
+// planes[p * T + t] = plane p (p < k) of v[0..n), T = ceil(n / 64), k <= W.
+// A block of 64 elements is packed W bits per element, 64/W elements to a
+// word (element h*W + r in lane h of row r), and the lanes transposed: row p
+// lane h bit r is then bit p of element h*W + r, i.e. row p is plane p.
+template <unsigned W>
+void to_planes_w(const u64* v, std::size_t n, int k, std::size_t T, u64* planes) {
+  constexpr unsigned kLanes = 64 / W;
+  constexpr u64 kLane = W == 64 ? ~u64{0} : (u64{1} << (W % 64)) - 1;
+  u64 tail[64];
+  for (std::size_t t = 0; t < T; ++t) {
+    const u64* src = v + 64 * t;
+    if (64 * t + 64 > n) {  // the last, partial block: zero-padded
+      const std::size_t have = n - 64 * t;
+      std::memcpy(tail, src, have * sizeof(u64));
+      std::memset(tail + have, 0, (64 - have) * sizeof(u64));
+      src = tail;
+    }
+    u64 a[W];
+    for (unsigned r = 0; r < W; ++r) a[r] = src[r] & kLane;
+    for (unsigned h = 1; h < kLanes; ++h) {
+      for (unsigned r = 0; r < W; ++r) a[r] |= (src[h * W + r] & kLane) << ((h * W) % 64);
+    }
+    transpose_lanes<W>(a);
+    for (int p = 0; p < k; ++p) planes[static_cast<std::size_t>(p) * T + t] = a[p];
+  }
+}
+
+void to_planes(const u64* v, std::size_t n, int k, std::size_t T, u64* planes) {
+  if (k <= 8) to_planes_w<8>(v, n, k, T, planes);
+  else if (k <= 16) to_planes_w<16>(v, n, k, T, planes);
+  else if (k <= 32) to_planes_w<32>(v, n, k, T, planes);
+  else to_planes_w<64>(v, n, k, T, planes);
+}
+
+// out[l] = all ones if bit l of word w is set, else zero (l < 64).
+inline void expand_bits(u64 w, u64* out) {
+  for (unsigned l = 0; l < 64; ++l) out[l] = u64{0} - ((w >> l) & 1);
+}
+
+// The adder of relu for a `bits`-wide comparison: x = a + b (mod 2^bits),
+// carry positions 0..bits-2 in groups of two (2j, 2j+1) (the last one single
+// when bits-1 is odd), whose generate/propagate come out of the first round.
+struct AdderShape {
+  int k;       // comparison width
+  int pairs;   // full groups (2j, 2j+1)
+  int groups;  // ceil((k-1)/2)
+  int nv;      // a-planes the single holder sends: a_0..a_{k-1}, then a_{2j+1} a_{2j}
+  int nout;    // first-round outputs: G_0..G_{m-1}, then P_1..P_{m-1}
+  explicit AdderShape(int bits)
+      : k(bits), pairs((bits - 1) / 2), groups(bits / 2), nv(bits + (bits - 1) / 2), nout(2 * (bits / 2) - 1) {}
+  /// Plane index (in the first-round outputs) of group j's G and (j >= 1) P.
+  std::size_t g(int j) const { return static_cast<std::size_t>(j); }
+  std::size_t p(int j) const { return static_cast<std::size_t>(groups + j - 1); }
+};
+
+// The first round's outputs as sums of (function of b) & (a-plane): for the
+// pair (lo, hi) = (2j, 2j+1), with G_i = a_i b_i, P_i = a_i ^ b_i and
+// h = a_hi a_lo,
+//   G = G_hi ^ P_hi G_lo = a_hi b_hi ^ h b_lo ^ a_lo (b_hi b_lo),
+//   P = P_hi P_lo        = h ^ a_hi b_lo ^ a_lo b_hi ^ b_hi b_lo,
+// and for a single position G = a b, P = a ^ b. H holds the a-planes (or the
+// masks standing for them): H[p] for a_p, H[k + j] for pair j's h. The terms
+// of b alone are added when `pure` is all ones. out: s.nout planes.
+void adder_groups(const AdderShape& s, const u64* H, const u64* B, std::size_t T, u64 pure, u64* out) {
+  for (int j = 0; j < s.groups; ++j) {
+    const std::size_t lo = 2 * static_cast<std::size_t>(j);
+    u64* const G = out + s.g(j) * T;
+    u64* const P = j > 0 ? out + s.p(j) * T : nullptr;
+    const u64* const hl = H + lo * T;
+    const u64* const bl = B + lo * T;
+    if (j < s.pairs) {
+      const u64* const hh = hl + T;
+      const u64* const bh = bl + T;
+      const u64* const hp = H + static_cast<std::size_t>(s.k + j) * T;
+      for (std::size_t t = 0; t < T; ++t) G[t] = (hh[t] & bh[t]) ^ (hp[t] & bl[t]) ^ (hl[t] & bh[t] & bl[t]);
+      if (P) {
+        for (std::size_t t = 0; t < T; ++t) {
+          P[t] = hp[t] ^ (hh[t] & bl[t]) ^ (hl[t] & bh[t]) ^ (bh[t] & bl[t] & pure);
+        }
+      }
+    } else {
+      for (std::size_t t = 0; t < T; ++t) G[t] = hl[t] & bl[t];
+      if (P) {
+        for (std::size_t t = 0; t < T; ++t) P[t] = hl[t] ^ (bl[t] & pure);
+      }
+    }
+  }
+}
+
+// Binary AND of replicated sharings [AFLNO16, Sec. 2.1], party i's part:
+// z_i = a_i b_i ^ a_i b_{i+1} ^ a_{i+1} b_i, for T words.
+inline void and_local(const u64* a0, const u64* a1, const u64* b0, const u64* b1, u64* z, std::size_t T) {
+  for (std::size_t t = 0; t < T; ++t) z[t] = (a0[t] & b0[t]) ^ (a0[t] & b1[t]) ^ (a1[t] & b0[t]);
+}
 
 }  // namespace
 
@@ -393,25 +502,119 @@ void Mpc3Party::trunc(Shared& x, int bits) {
   }
 }
 
-// ReLU / DReLU [MR18, Sec. 5.3]: the MSB of x = x_0 + x_1 + x_2 by a binary
-// adder over boolean sharings, bit-sliced (one u64 word holds the 64 bits of
-// one element, so a word-wide AND is 64 binary gates).
-//  - The summands' boolean sharings are local: x_j as (x_j in slot j, zero
-//    elsewhere); for party i, slot i is its component 0 and slot i+1 its
-//    component 1.
-//  - Round 1: a 3-to-2 carry-save adder: s = x_0^x_1^x_2 (local), maj =
-//    ((x_0^x_2) & (x_1^x_2)) ^ x_2 (one AND), q = maj << 1; x = s + q.
-//  - Round 2: G = s & q, P = s ^ q.
-//  - Rounds 3-8: a binary carry tree over bits 0..62 (bit 63 made a
-//    neutral position), 6 levels, each one round; MSB = P_63 ^ carry.
-//  - DReLU d = 1 ^ MSB, a boolean sharing d_0 ^ d_1 ^ d_2 of one bit.
-//  - Rounds 9-10: bit injection: [d_j] = (d_j in slot j) are arithmetic
-//    sharings; t = d_0 ^ d_1 = d_0 + d_1 - 2 d_0 d_1 and d_2 x (round 9),
-//    DReLU = t + d_2 - 2 t d_2 and ReLU = t x + d_2 x - 2 t (d_2 x)
-//    (round 10).
-// Binary AND of replicated boolean sharings [AFLNO16, Sec. 2.1]:
-// z_i = a_i b_i ^ a_i b_{i+1} ^ a_{i+1} b_i ^ beta_i, z_i sent to party i-1.
-// Every round is one message per direction, whatever the size.
+// ReLU / DReLU: the sign bit of x mod 2^bits by a binary adder over boolean
+// sharings [MR18, Sec. 5.3], bit-sliced (see to_planes), then lifted to
+// Z_2^64 together with the product by x. With bits = k < 64 only the low k
+// bits of x take part: x mod 2^k = (low k bits of a + b) below, and its bit
+// k-1 is the sign of x when x lies in [-2^(k-1), 2^(k-1)).
+//
+// Round 1 (the adder's inputs, one round instead of a carry-save adder and a
+// generate round): the helper (party 2, "A") knows a = x_2 + x_0; parties 0
+// and 1 both know b = x_1, so x = a + b. The generate/propagate of every
+// group of two carry positions is a sum of products g(b) h(a), with g known
+// to 0 and 1 and h to A alone (adder_groups). A draws masks w (seed k_2,
+// shared with party 1) and w' (k_0, shared with party 0) and sends
+// V_h = h ^ w_h ^ w'_h to both: (V, w, w') is a sharing of h in the slots 1,
+// 2, 0, and g(b) times it has slot 1 (= g V, known to 0 and 1) computable,
+// but not slots 2 and 0 (g w and g w', each known to one of them). So party
+// 1 sends C = sum g w ^ rho and party 0 sends C' = sum g w' ^ sigma (rho
+// from k_2, sigma from k_0, fresh): the output sharing is
+//   slot 1 = sum g V ^ C ^ C' ^ (terms of b alone),  slot 2 = rho,  slot 0 = sigma.
+// Party 0 sees h ^ w_h (w from k_2, which it lacks) and C (masked by rho);
+// party 1 sees h ^ w'_h and C' (masked by sigma); A receives nothing.
+//
+// Carry tree: ceil(log2(floor(k/2))) rounds, each combining adjacent
+// groups, G = G_hi ^ P_hi & G_lo, P = P_hi & P_lo (no P for the lowest
+// group, which is never needed), one replicated AND per output plane
+// [AFLNO16, Sec. 2.1] with a fresh zero sharing. This is the upward sweep of
+// a Brent-Kung / Kogge-Stone carry network [KS73] for the one carry we need.
+// MSB = a_{k-1} ^ b_{k-1} ^ carry; DReLU d = 1 ^ MSB.
+//
+// Lift (one round), d = d_0 ^ d_1 ^ d_2 to Z_2^64 with the product by x:
+// party 0 ("E") knows e = d_0 ^ d_1 and X = x_0 + x_1, parties 1 and 2 both
+// know d_2 and x_2. With s = 1 - 2 d_2 and f = (1 - 2e) X:
+//   d   = e s + d_2
+//   d x = e X + f d_2 + e (s x_2) + d_2 x_2.
+// Each product of a value E knows (e, f) with one that 1 and 2 know is made
+// as in round 1, over Z_2^64: E sends V_e = e + w_e + w'_e and V_f to both
+// (w from k_0, shared with 2; w' from k_1, shared with 1), so that slot 2 =
+// b V is computable by 1 and 2; party 2 sends C2 = sum b w - rho and party 1
+// C1 = sum b w' - sigma (one word per output each), and
+//   slot 2 = sum b V - C1 - C2 + d_2 (resp. + d_2 x_2),
+//   slot 0 = -rho, slot 1 = -sigma.
+// The term e X, which E alone knows, is reshared in the same round: E sends
+// U = e X + r (r from k_0) to party 1; slot 1 gets U, slot 0 gets -r.
+// Party 1 sees e + w_e, f + w_f (w from k_0, which it lacks), U (masked by
+// r) and C2 (masked by rho); party 2 sees e + w'_e, f + w'_f and C1 (masked
+// by sigma); E receives nothing. The product of a value one party knows
+// with one the other two know is the setting of ABY3's bit injection by a
+// three-party OT whose choice bit two parties know [MR18, Sec. 5.3]; this
+// arrangement (both receivers learn the shared slot, so no reshare round
+// follows) is ours, argued here and checked by mpc3_test (exact outputs,
+// the server's view). Before: two rounds of products, 5 words per element
+// per party.
+//
+// Every party draws its randomness from the call's streams Prg(k_j, c); the
+// two holders of a seed draw the same words in the same order (round 1: A
+// and party 1 from k_2, A and party 0 from k_0; the tree: everyone from
+// both; the lift: E and 2 from k_0, E and 1 from k_1).
+namespace {
+
+constexpr int kAdderHolder = 2;  // party "A" of round 1: knows x_2 + x_0
+constexpr int kLiftHolder = 0;   // party "E" of the lift: knows d_0 ^ d_1 and x_0 + x_1
+constexpr std::size_t kLiftChunk = 256;  // elements per PRG draw (a multiple of 64)
+
+// The lift's randomness for one chunk of m elements, drawn in a fixed order
+// (the two holders of a seed call this with the same flags).
+struct LiftMasks {
+  u64 we[kLiftChunk], wf[kLiftChunk], rd[kLiftChunk], rr[kLiftChunk], r[kLiftChunk];
+  /// From k_E (E's self, party 2's next): w_e, w_f, rho_d, rho_r, r; the
+  /// d-only and r-only ones only when that output is wanted.
+  void draw_e(Prg& prg, std::size_t m, bool d, bool rl) {
+    fill(prg, we, m);
+    if (rl) fill(prg, wf, m);
+    if (d) fill(prg, rd, m);
+    if (rl) {
+      fill(prg, rr, m);
+      fill(prg, r, m);
+    }
+  }
+  /// From k_{E+1} (E's next, party 1's self): w'_e, w'_f, sigma_d, sigma_r
+  /// (into we, wf, rd, rr).
+  void draw_e1(Prg& prg, std::size_t m, bool d, bool rl) {
+    fill(prg, we, m);
+    if (rl) fill(prg, wf, m);
+    if (d) fill(prg, rd, m);
+    if (rl) fill(prg, rr, m);
+  }
+  ~LiftMasks() { OPENSSL_cleanse(this, sizeof *this); }
+
+ private:
+  static void fill(Prg& prg, u64* out, std::size_t m) {
+    prg.fill({reinterpret_cast<std::uint8_t*>(out), m * sizeof(u64)});
+  }
+};
+
+// Party E's ReLU part of the lift for m elements: X = x_E + x_{E+1}, f =
+// (1 - 2e) X masked into V_f, U = e X + r, and E's output components
+// (-rho_r - r, U - sigma_r). A function of its own so that the restrict
+// qualifiers let the loop vectorise.
+void lift_e_relu(const u64* __restrict a0, const u64* __restrict a1, const u64* __restrict ebit,
+                 const u64* __restrict wf, const u64* __restrict wf1, const u64* __restrict r,
+                 const u64* __restrict rr, const u64* __restrict sr, u64* __restrict vf, u64* __restrict uu,
+                 u64* __restrict z0, u64* __restrict z1, std::size_t m) {
+  for (std::size_t l = 0; l < m; ++l) {
+    const u64 xa = a0[l] + a1[l], ex = xa & ebit[l];
+    const u64 u = ex + r[l];
+    vf[l] = xa - 2 * ex + wf[l] + wf1[l];
+    uu[l] = u;
+    z0[l] = u64{0} - rr[l] - r[l];
+    z1[l] = u - sr[l];
+  }
+}
+
+}  // namespace
+
 void Mpc3Party::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
   check_relu_bits(bits);
   check(x, "relu");
@@ -419,181 +622,243 @@ void Mpc3Party::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
   const std::uint64_t c = calls_++;
   Prg self(k_self_, c), next(k_next_, c);
   const std::size_t n = x.n;
-  std::span<u64> buf = scratch(13 * n);  // 7n state, 3n sent, 3n received
-  u64* const g0 = buf.data();
-  u64* const g1 = g0 + n;
-  u64* const p0 = g1 + n;
-  u64* const p1 = p0 + n;
-  u64* const top = p1 + n;  // bit 0: P_63 of component 0; bit 1: of component 1
-  u64* const e0 = top + n;  // d_2 x
-  u64* const e1 = e0 + n;
-  u64* const snd = e1 + n;  // 3n
-  u64* const rcv = snd + 3 * n;  // 3n
+  const std::size_t T = (n + 63) / 64;  // words per plane
+  const AdderShape s(bits);
+  const std::size_t kT = static_cast<std::size_t>(s.k) * T;
+  const std::size_t nv = static_cast<std::size_t>(s.nv) * T;
+  const std::size_t no = static_cast<std::size_t>(s.nout) * T;
+  const bool want_d = drelu != nullptr, want_r = relu != nullptr;
+  // Lift buffers: E sends [V_e | V_f | U]; the others send [C_d | C_r] and
+  // receive up to 3n from E and 2n from each other.
+  const std::size_t lift_send = want_r ? 3 * n : n;
+  const std::size_t lift_c = (want_d ? n : 0) + (want_r ? n : 0);
+  const std::size_t area = std::max(n, lift_send + lift_c + lift_c);
+  // (+1: never empty, so that the pointers below are never null for n = 0)
+  std::span<u64> buf = scratch(kT + 3 * nv + 6 * no + 4 * T + area + 1);
+  u64* const planes = buf.data();  // the adder input this party knows, k planes
+  u64* const hw = planes + kT;     // nv: A's h-planes, then V; the others' masks
+  u64* const hv = hw + nv;         // nv: V (received, or A's mask w')
+  u64* const hx = hv + nv;         // nv: A's mask w
+  u64* const ga = hx + nv;         // no: group G/P planes, component 0
+  u64* const gb = ga + no;         // no: component 1
+  u64* const cs = gb + no;         // no: this party's correction
+  u64* const cr = cs + no;         // no: the other holder's correction
+  u64* const snd = cr + no;        // no: tree send
+  u64* const rcv = snd + no;       // no: tree receive
+  u64* const msb0 = rcv + no;      // T: sharing of P_{k-1} = a_{k-1} ^ b_{k-1}
+  u64* const msb1 = msb0 + T;
+  u64* const d0 = msb1 + T;  // T: DReLU's boolean components
+  u64* const d1 = d0 + T;
+  u64* const tmp = d1 + T;  // area
   const u64* const s0 = x.s0.data();
   const u64* const s1 = x.s1.data();
-  const int i = party_;
+  const std::size_t top = static_cast<std::size_t>(s.k - 1) * T;  // plane k-1
 
-  // Which of this party's components carry a share of x_0^x_2 (A), x_1^x_2
-  // (B) and x_2: slot j sits in component 0 when j == i, 1 when j == i+1.
-  const u64 am0 = mask_if(i == 0 || i == 2), am1 = mask_if(i == 2 || i == 1);
-  const u64 bm0 = mask_if(i == 1 || i == 2), bm1 = mask_if(i == 0 || i == 1);
-  const u64 xm0 = mask_if(i == 2), xm1 = mask_if(i == 1);
-
-  // Round 1: the AND of the carry-save adder.
-  for (std::size_t j = 0; j < n; ++j) {
-    const u64 a0 = s0[j] & am0, a1 = s1[j] & am1, b0 = s0[j] & bm0, b1 = s1[j] & bm1;
-    snd[j] = (a0 & b0) ^ (a0 & b1) ^ (a1 & b0);
-  }
-  add_zero_share<true>(self, next, {snd, n});
-  exchange("relu", {snd, n}, {rcv, n});
-
-  // Round 2: q = maj << 1; G = s & q (sent from g0, received into g1),
-  // P = s ^ q. P_63 is kept for the MSB; then bit 63 becomes a neutral
-  // "propagate, no generate" position (G_63 = 0 in every component, P_63 =
-  // 1 xored into slot 0), so that the tree's group over bits 0..63 yields the
-  // carry into bit 63.
-  constexpr u64 kBit63 = u64{1} << 63;
-  const u64 p63_0 = i == 0 ? kBit63 : 0, p63_1 = i == 2 ? kBit63 : 0;
-  for (std::size_t j = 0; j < n; ++j) {
-    const u64 q0 = (snd[j] ^ (s0[j] & xm0)) << 1;
-    const u64 q1 = (rcv[j] ^ (s1[j] & xm1)) << 1;
-    g0[j] = (s0[j] & q0) ^ (s0[j] & q1) ^ (s1[j] & q0);
-    const u64 pp0 = s0[j] ^ q0, pp1 = s1[j] ^ q1;
-    top[j] = (pp0 >> 63) | ((pp1 >> 63) << 1);
-    p0[j] = (pp0 & ~kBit63) ^ p63_0;
-    p1[j] = (pp1 & ~kBit63) ^ p63_1;
-  }
-  add_zero_share<true>(self, next, {g0, n});
-  exchange("relu", {g0, n}, {g1, n});
-  for (std::size_t j = 0; j < n; ++j) {
-    g0[j] = index_reverse(g0[j] & ~kBit63);
-    g1[j] = index_reverse(g1[j] & ~kBit63);
-    p0[j] = index_reverse(p0[j]);
-    p1[j] = index_reverse(p1[j]);
-  }
-
-  // Rounds 3-8: the carry tree. Level L (1..6) combines adjacent groups of
-  // 2^(L-1) bits, hi and lo (the halves of the index-reversed words): G =
-  // G_hi ^ (P_hi & G_lo), P = P_hi & P_lo (G and P of a group are never
-  // both 1, so ^ is |). This is the part of the Kogge-Stone prefix network
-  // [KS73] that reaches the one carry we need (the upward sweep of a
-  // Brent-Kung adder): level L ANDs only w = 64 >> L bits per element, which
-  // are sent packed, 64 / w elements to a word.
-  for (int level = 1; level <= 6; ++level) {
-    const unsigned w = 64u >> level;  // output bits per element
-    const std::size_t per_word = std::size_t{1} << level;
-    const std::size_t words = (n + per_word - 1) / per_word;
-    const bool with_p = level < 6;
-    const u64 wmask = (u64{1} << w) - 1;
-    const std::size_t total = with_p ? 2 * words : words;
-    for (std::size_t t = 0; t < words; ++t) {
-      const std::size_t j0 = t * per_word, j1 = std::min(n, j0 + per_word);
-      u64 zg = 0, zp = 0;
-      for (std::size_t j = j0; j < j1; ++j) {
-        const unsigned sh = static_cast<unsigned>(j - j0) * w;
-        const u64 gh0 = g0[j] >> w, gl0 = g0[j] & wmask, gh1 = g1[j] >> w, gl1 = g1[j] & wmask;
-        const u64 ph0 = p0[j] >> w, pl0 = p0[j] & wmask, ph1 = p1[j] >> w, pl1 = p1[j] & wmask;
-        zg |= ((ph0 & gl0) ^ (ph0 & gl1) ^ (ph1 & gl0)) << sh;
-        zp |= ((ph0 & pl0) ^ (ph0 & pl1) ^ (ph1 & pl0)) << sh;
-        g0[j] = gh0;
-        g1[j] = gh1;
-      }
-      snd[t] = zg;
-      if (with_p) snd[words + t] = zp;
+  // ---- round 1 ----
+  const int role = (party_ - kAdderHolder + 3) % 3;  // 0: A; 1: A+1 (party 0); 2: A+2 (party 1)
+  net::Channel& to_other = role == 1 ? next_ : prev_;  // the other holder of b
+  const int other = role == 1 ? (party_ + 1) % 3 : (party_ + 2) % 3;
+  if (role == 0) {
+    for (std::size_t j = 0; j < n; ++j) tmp[j] = s0[j] + s1[j];  // a = x_A + x_{A+1}
+    to_planes(tmp, n, s.k, T, planes);
+    std::memcpy(hw, planes, kT * sizeof(u64));
+    for (int j = 0; j < s.pairs; ++j) {
+      const u64* lo = planes + 2 * static_cast<std::size_t>(j) * T;
+      u64* h = hw + static_cast<std::size_t>(s.k + j) * T;
+      for (std::size_t t = 0; t < T; ++t) h[t] = lo[T + t] & lo[t];
     }
-    add_zero_share<true>(self, next, {snd, total});
-    exchange("relu", {snd, total}, {rcv, total});
-    for (std::size_t t = 0; t < words; ++t) {
-      const std::size_t j0 = t * per_word, j1 = std::min(n, j0 + per_word);
-      const u64 mg0 = snd[t], mg1 = rcv[t];
-      const u64 mp0 = with_p ? snd[words + t] : 0, mp1 = with_p ? rcv[words + t] : 0;
-      for (std::size_t j = j0; j < j1; ++j) {
-        const unsigned sh = static_cast<unsigned>(j - j0) * w;
-        g0[j] ^= (mg0 >> sh) & wmask;
-        g1[j] ^= (mg1 >> sh) & wmask;
-        p0[j] = (mp0 >> sh) & wmask;
-        p1[j] = (mp1 >> sh) & wmask;
+    fill_words(self, {hx, nv});  // w, from k_A (shared with A+2)
+    fill_words(self, {ga, no});  // rho: slot A, component 0
+    fill_words(next, {hv, nv});  // w', from k_{A+1} (shared with A+1)
+    fill_words(next, {gb, no});  // sigma: slot A+1, component 1
+    std::memcpy(msb0, hx + top, T * sizeof(u64));
+    std::memcpy(msb1, hv + top, T * sizeof(u64));
+    for (std::size_t t = 0; t < nv; ++t) hw[t] ^= hx[t] ^ hv[t];
+    send_words(next_, kTagRelu, {hw, nv});
+    send_words(prev_, kTagRelu, {hw, nv});
+  } else {
+    // b = x_{A+2}: component 1 of party A+1, component 0 of party A+2.
+    to_planes(role == 1 ? s1 : s0, n, s.k, T, planes);
+    Prg& shared_with_a = role == 1 ? self : next;
+    u64* const mine = role == 1 ? ga : gb;  // sigma (slot A+1) or rho (slot A)
+    u64* const slot = role == 1 ? gb : ga;  // the slot both holders of b compute
+    fill_words(shared_with_a, {hw, nv});
+    fill_words(shared_with_a, {mine, no});
+    adder_groups(s, hw, planes, T, 0, cs);
+    for (std::size_t t = 0; t < no; ++t) cs[t] ^= mine[t];
+    send_words(to_other, kTagRelu, {cs, no});
+    recv_words(role == 1 ? prev_ : next_, kAdderHolder, kTagRelu, "relu", {hv, nv});
+    recv_words(to_other, other, kTagRelu, "relu", {cr, no});
+    adder_groups(s, hv, planes, T, ~u64{0}, slot);
+    for (std::size_t t = 0; t < no; ++t) slot[t] ^= cs[t] ^ cr[t];
+    u64* const mine_msb = role == 1 ? msb0 : msb1;
+    u64* const slot_msb = role == 1 ? msb1 : msb0;
+    std::memcpy(mine_msb, hw + top, T * sizeof(u64));
+    for (std::size_t t = 0; t < T; ++t) slot_msb[t] = hv[top + t] ^ planes[top + t];
+  }
+
+  // ---- carry tree ----
+  for (int m = s.groups; m > 1;) {
+    const int h = m / 2;  // combined groups; a last odd group passes through
+    const std::size_t words = static_cast<std::size_t>(2 * h - 1) * T;
+    for (int u = 0; u < h; ++u) {  // P_hi & G_lo, then P_hi & P_lo (u >= 1)
+      const std::size_t hi = s.p(2 * u + 1) * T, lo = s.g(2 * u) * T;
+      and_local(ga + hi, gb + hi, ga + lo, gb + lo, snd + u * T, T);
+      if (u > 0) {
+        const std::size_t plo = s.p(2 * u) * T;
+        and_local(ga + hi, gb + hi, ga + plo, gb + plo, snd + static_cast<std::size_t>(h + u - 1) * T, T);
       }
     }
+    add_zero_share<true>(self, next, {snd, words});
+    exchange("relu", {snd, words}, {rcv, words});
+    for (int u = 0; u < h; ++u) {
+      u64 *g0 = ga + s.g(u) * T, *g1 = gb + s.g(u) * T;
+      const u64 *h0 = ga + s.g(2 * u + 1) * T, *h1 = gb + s.g(2 * u + 1) * T;
+      const u64 *z0 = snd + u * T, *z1 = rcv + u * T;
+      for (std::size_t t = 0; t < T; ++t) {
+        g0[t] = h0[t] ^ z0[t];
+        g1[t] = h1[t] ^ z1[t];
+      }
+      if (u > 0) {
+        const std::size_t y = static_cast<std::size_t>(h + u - 1) * T;
+        std::memcpy(ga + s.p(u) * T, snd + y, T * sizeof(u64));
+        std::memcpy(gb + s.p(u) * T, rcv + y, T * sizeof(u64));
+      }
+    }
+    if (m % 2 == 1) {
+      std::memmove(ga + s.g(h) * T, ga + s.g(m - 1) * T, T * sizeof(u64));
+      std::memmove(gb + s.g(h) * T, gb + s.g(m - 1) * T, T * sizeof(u64));
+      std::memmove(ga + s.p(h) * T, ga + s.p(m - 1) * T, T * sizeof(u64));
+      std::memmove(gb + s.p(h) * T, gb + s.p(m - 1) * T, T * sizeof(u64));
+    }
+    m = h + m % 2;
+  }
+  // DReLU = 1 ^ P_{k-1} ^ carry; the public 1 in slot 0 (party 0's
+  // component 0, party 2's component 1).
+  const u64 one0 = party_ == 0 ? ~u64{0} : 0, one1 = party_ == 2 ? ~u64{0} : 0;
+  for (std::size_t t = 0; t < T; ++t) {
+    d0[t] = msb0[t] ^ ga[t] ^ one0;
+    d1[t] = msb1[t] ^ gb[t] ^ one1;
   }
 
-  // g now holds the carry into bit 63 (bit 0); MSB = P_63 ^ carry. The
-  // DReLU bit's boolean components (0/1), into p0/p1; the public 1 is
-  // xored into slot 0 (party 0's component 0, party 2's component 1).
-  const u64 one0 = i == 0 ? 1 : 0, one1 = i == 2 ? 1 : 0;
-  for (std::size_t j = 0; j < n; ++j) {
-    p0[j] = (top[j] & 1) ^ g0[j] ^ one0;
-    p1[j] = ((top[j] >> 1) & 1) ^ g1[j] ^ one1;
+  // ---- lift ----
+  Shared dout, rout;
+  if (want_d) {
+    dout.n = n;
+    dout.s0.resize(n);
+    dout.s1.resize(n);
   }
-
-  // Round 9: [d_0][d_1] and [d_2][x]. Arithmetic sharings of the bits:
-  // [d_j] has d_j in slot j, so party i's component 0 is d_i (of [d_i]) and
-  // component 1 is d_{i+1} (of [d_{i+1}]).
-  const u64 dm0_0 = mask_if(i == 0), dm0_1 = mask_if(i == 2);  // [d_0]
-  const u64 dm1_0 = mask_if(i == 1), dm1_1 = mask_if(i == 0);  // [d_1]
-  const u64 dm2_0 = mask_if(i == 2), dm2_1 = mask_if(i == 1);  // [d_2]
-  for (std::size_t j = 0; j < n; ++j) {
-    const u64 a0 = p0[j] & dm0_0, a1 = p1[j] & dm0_1;
-    const u64 b0 = p0[j] & dm1_0, b1 = p1[j] & dm1_1;
-    const u64 c0 = p0[j] & dm2_0, c1 = p1[j] & dm2_1;
-    snd[j] = a0 * (b0 + b1) + a1 * b0;
-    snd[n + j] = c0 * (s0[j] + s1[j]) + c1 * s0[j];
+  if (want_r) {
+    rout.n = n;
+    rout.s0.resize(n);
+    rout.s1.resize(n);
   }
-  add_zero_share<false>(self, next, {snd, 2 * n});
-  exchange("relu", {snd, 2 * n}, {rcv, 2 * n});
-  for (std::size_t j = 0; j < n; ++j) {
-    const u64 a0 = p0[j] & dm0_0, a1 = p1[j] & dm0_1;
-    const u64 b0 = p0[j] & dm1_0, b1 = p1[j] & dm1_1;
-    g0[j] = a0 + b0 - 2 * snd[j];  // t
-    g1[j] = a1 + b1 - 2 * rcv[j];
-    p0[j] &= dm2_0;  // [d_2]
-    p1[j] &= dm2_1;
-    e0[j] = snd[n + j];  // d_2 x
-    e1[j] = rcv[n + j];
-  }
-
-  // Round 10: t d_2 (DReLU), t x and t (d_2 x) (ReLU), one message.
-  std::size_t words = 0;
-  if (drelu) {
-    for (std::size_t j = 0; j < n; ++j) snd[j] = g0[j] * (p0[j] + p1[j]) + g1[j] * p0[j];
-    words += n;
-  }
-  if (relu) {
-    u64* const v = snd + words;
-    u64* const w = v + n;
-    for (std::size_t j = 0; j < n; ++j) {
-      v[j] = g0[j] * (s0[j] + s1[j]) + g1[j] * s0[j];
-      w[j] = g0[j] * (e0[j] + e1[j]) + g1[j] * e0[j];
+  u64* const ds0 = dout.s0.data();
+  u64* const ds1 = dout.s1.data();
+  u64* const rs0 = rout.s0.data();
+  u64* const rs1 = rout.s1.data();
+  const int lrole = (party_ - kLiftHolder + 3) % 3;  // 0: E; 1: E+1; 2: E+2
+  LiftMasks mk, mk1;     // the words of k_E (w, rho, r) and of k_{E+1} (w', sigma)
+  u64 bit[kLiftChunk];   // all ones where the element's bit (e or d_2) is set
+  if (lrole == 0) {
+    u64* const ve = tmp;
+    u64* const vf = tmp + n;
+    u64* const uu = tmp + 2 * n;
+    for (std::size_t j0 = 0; j0 < n; j0 += kLiftChunk) {
+      const std::size_t m = std::min(kLiftChunk, n - j0);
+      for (std::size_t t = 0; 64 * t < m; ++t) expand_bits(d0[j0 / 64 + t] ^ d1[j0 / 64 + t], bit + 64 * t);
+      mk.draw_e(self, m, want_d, want_r);
+      mk1.draw_e1(next, m, want_d, want_r);
+      for (std::size_t l = 0; l < m; ++l) ve[j0 + l] = (bit[l] & 1) + mk.we[l] + mk1.we[l];
+      if (want_d) {
+        for (std::size_t l = 0; l < m; ++l) {
+          ds0[j0 + l] = u64{0} - mk.rd[l];
+          ds1[j0 + l] = u64{0} - mk1.rd[l];
+        }
+      }
+      if (want_r) {
+        lift_e_relu(s0 + j0, s1 + j0, bit, mk.wf, mk1.wf, mk.r, mk.rr, mk1.rr, vf + j0, uu + j0, rs0 + j0,
+                    rs1 + j0, m);
+      }
     }
-    words += 2 * n;
-  }
-  add_zero_share<false>(self, next, {snd, words});
-  exchange("relu", {snd, words}, {rcv, words});
-  std::size_t off = 0;
-  if (drelu) {
-    Shared out;
-    out.n = n;
-    out.s0.resize(n);
-    out.s1.resize(n);
-    for (std::size_t j = 0; j < n; ++j) {
-      out.s0[j] = g0[j] + p0[j] - 2 * snd[j];
-      out.s1[j] = g1[j] + p1[j] - 2 * rcv[j];
+    send_words(next_, kTagRelu, {tmp, lift_send});           // V_e [V_f U]
+    send_words(prev_, kTagRelu, {tmp, want_r ? 2 * n : n});  // V_e [V_f]
+  } else {
+    // Parties E+1 and E+2 both know d_2 (E+1's component 1, E+2's 0) and
+    // x_2; E+1 draws (w', sigma) from k_{E+1}, E+2 (w, rho, r) from k_E.
+    const bool e1 = lrole == 1;
+    const u64* const dpl = e1 ? d1 : d0;
+    const u64* const x2 = e1 ? s1 : s0;
+    u64* const cown = tmp;              // [C_d | C_r], sent to the other
+    u64* const cin = tmp + lift_c;      // the other's
+    u64* const vin = tmp + 2 * lift_c;  // E's [V_e | V_f | U]
+    u64* const c_d = cown;
+    u64* const c_r = cown + (want_d ? n : 0);
+    // Own slot (E+1: slot E+1, component 0; E+2: slot E, component 1) and
+    // the shared slot E+2 (E+1's component 1, E+2's component 0).
+    u64* const dmine = e1 ? ds0 : ds1;
+    u64* const rmine = e1 ? rs0 : rs1;
+    u64* const dslot = e1 ? ds1 : ds0;
+    u64* const rslot = e1 ? rs1 : rs0;
+    for (std::size_t j0 = 0; j0 < n; j0 += kLiftChunk) {
+      const std::size_t m = std::min(kLiftChunk, n - j0);
+      for (std::size_t t = 0; 64 * t < m; ++t) expand_bits(dpl[j0 / 64 + t], bit + 64 * t);
+      if (e1) mk.draw_e1(self, m, want_d, want_r);
+      else mk.draw_e(next, m, want_d, want_r);
+      if (want_d) {
+        for (std::size_t l = 0; l < m; ++l) {
+          const u64 w = mk.we[l];
+          c_d[j0 + l] = w - 2 * (w & bit[l]) - mk.rd[l];  // s w - rho
+          dmine[j0 + l] = u64{0} - mk.rd[l];
+        }
+      }
+      if (want_r) {
+        for (std::size_t l = 0; l < m; ++l) {
+          const std::size_t j = j0 + l;
+          const u64 sx2 = x2[j] - 2 * (x2[j] & bit[l]);
+          c_r[j] = sx2 * mk.we[l] + (mk.wf[l] & bit[l]) - mk.rr[l];
+          rmine[j] = u64{0} - mk.rr[l];
+        }
+        if (!e1) {
+          for (std::size_t l = 0; l < m; ++l) rmine[j0 + l] -= mk.r[l];
+        }
+      }
     }
-    *drelu = std::move(out);
-    off += n;
-  }
-  if (relu) {
-    Shared out;
-    out.n = n;
-    out.s0.resize(n);
-    out.s1.resize(n);
-    const u64 *v0 = snd + off, *v1 = rcv + off, *w0 = snd + off + n, *w1 = rcv + off + n;
-    for (std::size_t j = 0; j < n; ++j) {
-      out.s0[j] = v0[j] + e0[j] - 2 * w0[j];
-      out.s1[j] = v1[j] + e1[j] - 2 * w1[j];
+    net::Channel& to_peer = e1 ? next_ : prev_;
+    net::Channel& to_e = e1 ? prev_ : next_;
+    const int peer = e1 ? (party_ + 1) % 3 : (party_ + 2) % 3;
+    send_words(to_peer, kTagRelu, {cown, lift_c});
+    recv_words(to_e, kLiftHolder, kTagRelu, "relu", {vin, e1 ? lift_send : (want_r ? 2 * n : n)});
+    recv_words(to_peer, peer, kTagRelu, "relu", {cin, lift_c});
+    const u64* const ve = vin;
+    const u64* const vf = vin + n;
+    const u64* const uu = vin + 2 * n;
+    const u64* const c_d_in = cin;
+    const u64* const c_r_in = cin + (want_d ? n : 0);
+    for (std::size_t j0 = 0; j0 < n; j0 += kLiftChunk) {
+      const std::size_t m = std::min(kLiftChunk, n - j0);
+      for (std::size_t t = 0; 64 * t < m; ++t) expand_bits(dpl[j0 / 64 + t], bit + 64 * t);
+      if (want_d) {
+        for (std::size_t l = 0; l < m; ++l) {  // s V_e - C1 - C2 + d_2
+          const std::size_t j = j0 + l;
+          dslot[j] = ve[j] - 2 * (ve[j] & bit[l]) - c_d[j] - c_d_in[j] + (bit[l] & 1);
+        }
+      }
+      if (want_r) {
+        for (std::size_t l = 0; l < m; ++l) {  // s x_2 V_e + d_2 V_f - C1 - C2 + d_2 x_2
+          const std::size_t j = j0 + l;
+          const u64 sx2 = x2[j] - 2 * (x2[j] & bit[l]);
+          rslot[j] = sx2 * ve[j] + (vf[j] & bit[l]) - c_r[j] - c_r_in[j] + (x2[j] & bit[l]);
+        }
+        if (e1) {
+          for (std::size_t l = 0; l < m; ++l) rmine[j0 + l] += uu[j0 + l];
+        }
+      }
     }
-    *relu = std::move(out);
   }
+  OPENSSL_cleanse(bit, sizeof bit);
+  if (want_d) *drelu = std::move(dout);
+  if (want_r) *relu = std::move(rout);
 }
 
 std::vector<u64> Mpc3Party::reveal_to_client(const Shared& x) {

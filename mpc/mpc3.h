@@ -24,14 +24,34 @@
 //    of-2 sharing (x_0, x_1 + x_2) locally and reshare; one message from
 //    party 1 to party 0. Error as SecureML: at most 1 in the last place,
 //    except with probability 2^(l+1-64) for |x| < 2^l.
-//  - relu/drelu: MSB by bit decomposition: boolean sharings of x_0, x_1, x_2
-//    (local), a 3-to-2 carry-save adder (1 round), generate/propagate
-//    (1 round) and the carry into bit 63 by a binary tree of (G, P) combines
-//    (6 rounds; the part of a Kogge-Stone network that reaches that one
-//    carry, sent bit-packed: level L carries 64 >> L bits per element),
-//    then the bit is lifted to Z_2^64 and multiplied by x (2 rounds).
-//    10 rounds; per element each party sends about 72 bytes for ReLU with
-//    DReLU (16 + 16 for the adder, 40 for the lift), 56 for DReLU alone.
+//  - relu/drelu on `bits` = k bits (the sign of x mod 2^k; exact for x in
+//    [-2^(k-1), 2^(k-1)), all x at k = 64). Bit-sliced binary adder over
+//    the low k bits of x = a + b, a = x_2 + x_0 (known to the helper),
+//    b = x_1 (known to parties 0 and 1) [MR18, Sec. 5.3], then a one-round
+//    lift to Z_2^64 (details and the view argument in mpc3.cc):
+//      round 1: the generate/propagate of carry positions taken two at a
+//        time, in one round: the helper sends its masked a-planes (k +
+//        floor((k-1)/2) bit planes) to both others, parties 0 and 1 send
+//        each other a masked correction (2 floor(k/2) - 1 planes);
+//      carry tree: ceil(log2(floor(k/2))) rounds of replicated ANDs over
+//        bit planes (one plane = 64 elements in a word);
+//      lift: party 0 sends V_e, V_f (to 1 and 2) and U (to 1), one word per
+//        element each; parties 1 and 2 send each other one word per element
+//        per output (DReLU, ReLU = DReLU * x, both in Z_2^64 on the whole x).
+//    Rounds: 2 + ceil(log2(floor(k/2))) (10 before; party 2 counts one
+//    fewer, its first two messages going out back to back). Bytes per
+//    element sent by party 0 / 1 / 2 (n a multiple of 64; mpc3_test checks
+//    this table):
+//        k | rounds | ReLU alone           | DReLU and ReLU       | DReLU alone
+//       20 |   6    | 44.1 / 12.1 / 17     | 44.1 / 20.1 / 25     | 20.1 / 12.1 / 17
+//       32 |   6    | 47.1 / 15.1 / 23     | 47.1 / 23.1 / 31     | 23.1 / 15.1 / 23
+//       64 |   7    | 55   / 23   / 38.9   | 55   / 31   / 46.9   | 31   / 23   / 38.9
+//    (before: 72 bytes per party at every width). The lift is 40 / 8 / 8
+//    bytes of ReLU alone, 40 / 16 / 16 with DReLU, 16 / 8 / 8 for DReLU
+//    alone; the binary part is (2 floor(k/2) - 1 + tree) / 8 bytes for
+//    parties 0 and 1 and (2 (k + floor((k-1)/2)) + tree) / 8 for party 2,
+//    tree = the sum over levels of 2 floor(g/2) - 1 for g groups (14 planes
+//    at k = 20, 26 at 32, 57 at 64).
 //  - reveal_to_client: party 0 sends x_0 to the client.
 #pragma once
 
