@@ -88,6 +88,13 @@ struct WipingAllocator {
 };
 template <class T>
 using SecretVector = std::vector<T, WipingAllocator<T>>;
+
+/// Kernels of ReluGateKey::eval (all give the same shares, bit for bit):
+/// kGeneric runs level by level over the batch with OpenSSL's AES; kVaes is
+/// a fused kernel with VAES-512 AES (x86-64 with AVX-512F/DQ, VAES, BMI2);
+/// kAuto picks kVaes where the CPU has it. For tests and benchmarks.
+enum class EvalKernel { kAuto, kGeneric, kVaes };
+bool eval_kernel_supported(EvalKernel kernel) noexcept;
 }  // namespace detail
 
 // ---- the DCF itself (exposed for tests and other gates) ------------------
@@ -208,7 +215,10 @@ class ReluGateKey {
   /// party's shares of DReLU(x) (0/1, unscaled) and/or ReLU(x) (same scale
   /// as x); exact for x in [-2^(bits-1), 2^(bits-1)) (header comment). Pass
   /// an empty span for an output not wanted. Sizes must equal count().
-  void eval(std::span<const u64> xhat, std::span<u64> drelu, std::span<u64> relu) const;
+  /// `kernel` is for tests and benchmarks (throws Error(kInternal) when the
+  /// CPU lacks it).
+  void eval(std::span<const u64> xhat, std::span<u64> drelu, std::span<u64> relu,
+            detail::EvalKernel kernel = detail::EvalKernel::kAuto) const;
 
  private:
   int party_ = 0;
