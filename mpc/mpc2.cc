@@ -215,6 +215,7 @@ struct Mpc2Party::Query {
   Prg prg;
   net::Bytes bytes;  // must outlive `relu` (declared first: destroyed last)
   std::deque<ReluRecordKey> relu;
+  std::size_t next_relu = 0;  // relu[next_relu] is the next relu record's key
   std::size_t pos;
   std::size_t last_record = 0;  // offset of the record opened last
 
@@ -362,6 +363,7 @@ fss::ReluGateKey relu_key(int party, const net::Bytes& b, std::size_t at, std::s
 }  // namespace
 
 void Mpc2Party::receive_preprocessing() {
+  retired_.reset();  // the last query's material, freed offline (see end_query)
   net::Bytes b = helper_.recv(kTagPre);
   if (b.size() < kHeaderBytes) {
     bad_message("preprocessing: bundle of " + std::to_string(b.size()) + " bytes, shorter than its header");
@@ -450,6 +452,10 @@ void Mpc2Party::end_query() {
                 " of the " + std::to_string(q->bytes.size()) +
                 " bytes of the helper's bundle (the helper and this party ran different programs)");
   }
+  // Freeing a query (its bundle, and wiping its spent relu keys) takes
+  // tens of milliseconds for a large batch: keep it until the next
+  // receive_preprocessing (offline) instead. At most one query is kept.
+  retired_ = std::move(q);
 }
 
 int Mpc2Party::register_weights(std::span<const u64> w, std::size_t n) {
@@ -605,7 +611,7 @@ Shared Mpc2Party::mul(const Shared& x, const Shared& y) {
   if (party_ == 0) {
     expect_payload(payload, 0, kOp);
     draw(q.prg, {s, 3 * n});
-    std::memcpy(out.s0.data(), s + 2 * n, n * sizeof(u64));
+    copy_from(bytes_of({s + 2 * n, n}), out.s0);  // (no memcpy of null pointers when n = 0)
   } else {
     expect_payload(payload, mul_size(n, 8, kOp), kOp);
     draw(q.prg, {s, 2 * n});
@@ -654,8 +660,9 @@ void Mpc2Party::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
   const std::size_t n = x.n;
   // A gate width other than the helper's would fail the digest below; name
   // both widths instead (the key of the next record, if it is a relu's).
-  if (!q.relu.empty() && q.relu.front().record == q.pos && q.relu.front().key.bits() != bits) {
-    bad_message("relu: the helper's gates are " + std::to_string(q.relu.front().key.bits()) +
+  const bool keyed = q.next_relu < q.relu.size();
+  if (keyed && q.relu[q.next_relu].record == q.pos && q.relu[q.next_relu].key.bits() != bits) {
+    bad_message("relu: the helper's gates are " + std::to_string(q.relu[q.next_relu].key.bits()) +
                 " bits wide, this party asks for " + std::to_string(bits) +
                 " bits (the helper and this party ran different programs)");
   }
@@ -666,12 +673,12 @@ void Mpc2Party::relu(const Shared& x, Shared* drelu, Shared* relu, int bits) {
     if (relu) *relu = Shared{};
     return;
   }
-  // The key was checked and expanded by receive_preprocessing.
-  if (q.relu.empty() || q.relu.front().record != q.last_record) {
+  // The key was checked and expanded by receive_preprocessing. It stays in
+  // the Query (spent), freed and wiped with it after end_query.
+  if (!keyed || q.relu[q.next_relu].record != q.last_record) {
     bad_message("relu: the helper's record for " + std::to_string(n) + " gates is empty");
   }
-  const fss::ReluGateKey key = std::move(q.relu.front().key);
-  q.relu.pop_front();
+  const fss::ReluGateKey& key = q.relu[q.next_relu++].key;
   if (key.count() != n || key.bits() != bits) {
     bad_message("relu: the helper's record holds " + std::to_string(key.count()) + " gates of " +
                 std::to_string(key.bits()) + " bits, expected " + std::to_string(n) + " of " +

@@ -73,7 +73,9 @@ class Mpc2Party final : public Protocol {
   /// Online: starts a query with the oldest stored bundle (throws
   /// Error(kInternal) when none is stored) / checks that it was used up
   /// exactly (throws Error(kBadMessage) otherwise: the helper and this party
-  /// ran different programs).
+  /// ran different programs). end_query leaves the query's material (its
+  /// bundle and spent keys) to be freed by the next receive_preprocessing
+  /// or the destructor, off the online path.
   void begin_query();
   void end_query();
 
@@ -101,6 +103,7 @@ class Mpc2Party final : public Protocol {
   std::vector<std::vector<u64>> masks_;    // server: A
   std::deque<std::unique_ptr<Bundle>> bundles_;
   std::unique_ptr<Query> query_;  // the query in progress
+  std::unique_ptr<Query> retired_;  // the last query ended, freed by receive_preprocessing
   std::uint64_t next_query_ = 0;  // number of the next query to begin
   std::vector<u64> scratch_;      // reused between ops (PRG draws, received vectors)
 
