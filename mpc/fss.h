@@ -10,7 +10,8 @@
 // payload group G = Z_2^64 x Z_2^64. Its PRG is fixed-key AES-128 in
 // Matyas-Meyer-Oseas form, G_j(s) = AES_K(s ^ j) ^ s ^ j (Guo, Katz, Wang,
 // Yu, "Efficient and Secure Multiparty Computation from Fixed-Key Block
-// Ciphers", S&P 2020), with AES from OpenSSL (EVP, ECB over whole batches).
+// Ciphers", S&P 2020), with AES from OpenSSL (EVP, ECB over whole batches),
+// or inline with VAES-512 in ReluGateKey::eval where the CPU has it.
 // Both keys of one DCF share the same correction words; they differ only in
 // the root seed (and the party bit), so a dealer derives each party's root
 // seed from a PRG it shares with that party and sends only the correction
