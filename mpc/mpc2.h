@@ -34,7 +34,7 @@
 //    round; exact for x in the promised range.
 //  - reveal_to_client: the server sends its share.
 // Security: semi-honest; the helper must not collude with either party
-// (docs/THREAT_MODELS.md).
+// (docs/THREAT_MODEL.md).
 #pragma once
 
 #include <cstdint>

@@ -5,7 +5,7 @@
 //
 // What the plan reveals to the client and the helper: the architecture (op
 // types, shapes, kernel geometry) and the fixed-point parameters; never a
-// weight. docs/THREAT_MODELS.md says so.
+// weight. docs/THREAT_MODEL.md says so.
 //
 // Fixed point: every value between steps is at scale 2^f. Products (Conv,
 // Gemm, Mul) are computed at 2^2f, biases added at 2^2f, then truncated.
