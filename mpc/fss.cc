@@ -47,6 +47,7 @@
 #include "core/thread_pool.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -427,9 +428,13 @@ void eval_range(EvalScratch& e, int party, const EvalCw& cw, const Block* root,
 bool cpu_has_vaes() noexcept {
   static const bool has = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("vaes") && __builtin_cpu_supports("aes") &&
-           __builtin_cpu_supports("bmi2");
+    // VAES by CPUID (leaf 7, ECX bit 9): clang before 16 does not know
+    // __builtin_cpu_supports("vaes"). The AVX-512 check covers the OS's
+    // ZMM state.
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    const bool vaes = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((c >> 9) & 1u) != 0;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && vaes &&
+           __builtin_cpu_supports("aes") && __builtin_cpu_supports("bmi2");
   }();
   return has;
 }

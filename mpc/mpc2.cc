@@ -392,7 +392,10 @@ void Mpc2Party::receive_preprocessing() {
   }
   const std::size_t total = kHeaderBytes + static_cast<std::size_t>(body);
   std::size_t frame = b.size();
-  if (frame < total) b.reserve(std::min<std::size_t>(total, std::size_t{1} << 30));
+  // Reserve for the announced size only once a continuation frame is due (a
+  // full first frame): a short frame announcing a huge body is refused
+  // below without allocating for it (found by fuzz/mpc2_pre_fuzz).
+  if (frame == kFrameBytes && frame < total) b.reserve(std::min<std::size_t>(total, std::size_t{1} << 30));
   while (frame == kFrameBytes && b.size() <= total) {  // a full frame: another one follows
     net::Bytes f = helper_.recv(kTagPre);
     frame = f.size();

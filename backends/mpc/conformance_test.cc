@@ -261,7 +261,7 @@ TEST_P(ShippedModels, AgreeWithPlaintext) {
   // The model declares |input| <= 1: every comparison runs below 64 bits.
   EXPECT_EQ(logits.plan().input_bound, 1.0);
   for (const mpcplan::Step& s : logits.plan().steps) {
-    if (s.kind == mpcplan::StepKind::kRelu || s.kind == mpcplan::StepKind::kMaxPool) EXPECT_LT(s.cmp_bits, 64) << s.node;
+    if (s.kind == mpcplan::StepKind::kRelu || s.kind == mpcplan::StepKind::kMaxPool) { EXPECT_LT(s.cmp_bits, 64) << s.node; }
   }
   EXPECT_LT(logits.plan().argmax_bits, 64);
   const Tensor got = logits.infer({x}, nullptr).at(0);
@@ -501,6 +501,15 @@ TEST(MpcWidths, PlanCarriesWidthsAndRefusesBadOnes) {
   refused(replaced("\"input_bound\":1.0,", ""), "input_bound");
   // Narrow widths without a bound the client would enforce.
   refused(replaced("\"input_bound\":1.0", "\"input_bound\":0.0"), "without an input_bound");
+  // Integers must be JSON integers in range: a float out of int's range was
+  // undefined behaviour in the conversion and 2^32 + 12 wrapped to 12 (both
+  // found by fuzz/mpc_plan_fuzz).
+  refused(replaced("\"version\":2", "\"version\":1e10"), "version");
+  refused(replaced("\"frac_bits\":12", "\"frac_bits\":4294967308"), "frac_bits");
+  refused(replaced("\"frac_bits\":12", "\"frac_bits\":12.9"), "frac_bits");
+  refused(replaced("\"frac_bits\":12", "\"frac_bits\":18446744073709551615"), "frac_bits");
+  refused(replaced(argmax, "\"argmax_bits\":33.0"), "argmax_bits");
+  refused(with("\"cmp_bits\":1e300"), "cmp_bits");
 }
 
 TEST(MpcWidths, ClientRefusesInputAboveBound) {
@@ -676,7 +685,7 @@ TEST(MpcWidths, PropertyComparedValuesFitTheirWidths) {
     const mpcplan::Plan plan = mpcplan::lower(g, 12, &weights, bound);
     const std::vector<double> bounds = mpcplan::slot_bounds(plan, weights, bound);
     for (const mpcplan::Step& s : plan.steps) {
-      if (is_comparison(s)) EXPECT_LT(s.cmp_bits, 64) << "trial " << trial;
+      if (is_comparison(s)) { EXPECT_LT(s.cmp_bits, 64) << "trial " << trial; }
     }
     model::Executor reference(g);
     for (int q = 0; q < 6; ++q) {
@@ -731,7 +740,7 @@ TEST(MpcWidths, PropertyComparedValuesFitTheirWidths) {
           for (std::int64_t row = 0; row < y->numel() / k; ++row) {
             float ones = 0;
             for (std::int64_t i = 0; i < k; ++i) ones += y->f32()[static_cast<std::size_t>(row * k + i)];
-            if (k > 1) EXPECT_EQ(ones, 1.0f) << "trial " << trial;
+            if (k > 1) { EXPECT_EQ(ones, 1.0f) << "trial " << trial; }
           }
         }
       }

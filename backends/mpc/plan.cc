@@ -5,11 +5,13 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 #include "model/op.h"
@@ -443,6 +445,41 @@ T field(const nlohmann::json& j, const char* name, const std::string& where = ""
   }
 }
 
+// An integer field of a plan from a peer: a JSON integer (not 1e10, not
+// 12.9) that fits T, else Error(kBadMessage) naming the field. nlohmann's
+// get<int>() would convert a float out of int's range (undefined behaviour)
+// and wrap a large integer silently before the range checks ran.
+template <class T>
+T integer(const nlohmann::json& v, const std::string& name) {
+  static_assert(std::is_integral_v<T> && std::is_signed_v<T>);
+  bool ok = v.is_number_integer();
+  std::int64_t x = 0;
+  if (ok && v.is_number_unsigned()) {
+    const auto u = v.get<std::uint64_t>();
+    ok = u <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    x = static_cast<std::int64_t>(u);
+  } else if (ok) {
+    x = v.get<std::int64_t>();
+  }
+  ok = ok && x >= std::numeric_limits<T>::min() && x <= std::numeric_limits<T>::max();
+  if (!ok) throw_error(ErrorCategory::kBadMessage, "MPC plan: field '" + name + "' is not an integer in range");
+  return static_cast<T>(x);
+}
+
+int int_at(const nlohmann::json& j, const char* name) { return integer<int>(j.at(name), name); }
+std::int64_t i64_at(const nlohmann::json& j, const char* name) { return integer<std::int64_t>(j.at(name), name); }
+
+std::vector<std::int64_t> i64s_at(const nlohmann::json& j, const char* name) {
+  const nlohmann::json& a = j.at(name);
+  if (!a.is_array() || a.size() > 64) {
+    throw_error(ErrorCategory::kBadMessage, std::string("MPC plan: field '") + name + "' is not an array of at most 64 integers");
+  }
+  std::vector<std::int64_t> out;
+  out.reserve(a.size());
+  for (const auto& v : a) out.push_back(integer<std::int64_t>(v, name));
+  return out;
+}
+
 void check_input_bound(double b) {
   if (!std::isfinite(b) || b < 0) {
     throw_error(ErrorCategory::kBadInput, "the input bound must be a finite number >= 0 (0: none), is " +
@@ -706,10 +743,10 @@ Plan Plan::parse(const std::string& text) {
   Plan p;
   try {
     const nlohmann::json j = nlohmann::json::parse(text);
-    check_range(j.at("version").get<int>() == 2, "unknown version");
-    p.frac_bits = j.at("frac_bits").get<int>();
+    check_range(int_at(j, "version") == 2, "unknown version");
+    p.frac_bits = int_at(j, "frac_bits");
     check_range(p.frac_bits >= 1 && p.frac_bits <= 30, "frac_bits out of range");
-    p.slots = j.at("slots").get<int>();
+    p.slots = int_at(j, "slots");
     check_range(p.slots >= 1 && p.slots <= kMaxSlots, "slot count out of range");
     auto slot_ok = [&](int s) { return s >= 0 && s < p.slots; };
     auto shape_ok = [](const Shape& s, std::size_t max_rank = 6) {
@@ -722,24 +759,24 @@ Plan Plan::parse(const std::string& text) {
       }
       return true;
     };
-    p.input_slot = j.at("input_slot").get<int>();
-    p.output_slot = j.at("output_slot").get<int>();
+    p.input_slot = int_at(j, "input_slot");
+    p.output_slot = int_at(j, "output_slot");
     check_range(slot_ok(p.input_slot) && slot_ok(p.output_slot), "input/output slot out of range");
-    p.input_shape = j.at("input_shape").get<Shape>();
-    p.output_shape = j.at("output_shape").get<Shape>();
+    p.input_shape = i64s_at(j, "input_shape");
+    p.output_shape = i64s_at(j, "output_shape");
     check_range(shape_ok(p.input_shape) && shape_ok(p.output_shape), "input/output shape out of range");
     const std::string fin = j.at("finish").get<std::string>();
     check_range(fin == "none" || fin == "sigmoid" || fin == "softmax", "unknown finish '" + fin + "'");
     p.finish = fin == "none" ? Finish::kNone : fin == "sigmoid" ? Finish::kSigmoid : Finish::kSoftmax;
-    p.softmax_axis = j.at("softmax_axis").get<std::int64_t>();
+    p.softmax_axis = i64_at(j, "softmax_axis");
     check_range(p.softmax_axis >= -7 && p.softmax_axis <= 7, "softmax axis out of range");
     p.input_bound = field<double>(j, "input_bound");
     check_range(std::isfinite(p.input_bound) && p.input_bound >= 0, "input_bound must be finite and >= 0");
-    const std::int64_t argmax_bits = field<std::int64_t>(j, "argmax_bits");
+    const std::int64_t argmax_bits = i64_at(j, "argmax_bits");
     check_range(argmax_bits >= 2 && argmax_bits <= 64, "argmax_bits " + std::to_string(argmax_bits) + " out of range (2..64)");
     p.argmax_bits = static_cast<int>(argmax_bits);
     for (const auto& w : j.at("weights")) {
-      WeightSpec s{w.at("node").get<std::string>(), w.at("size").get<std::int64_t>(), w.at("scale_bits").get<int>()};
+      WeightSpec s{w.at("node").get<std::string>(), i64_at(w, "size"), int_at(w, "scale_bits")};
       check_range(s.size >= 1 && s.size <= kMaxElements, "weight size out of range");
       check_range(s.scale_bits >= 1 && s.scale_bits <= 60, "weight scale out of range");
       p.weights.push_back(std::move(s));
@@ -756,24 +793,24 @@ Plan Plan::parse(const std::string& text) {
       s.kind = kind_of(js.at("kind").get<std::string>());
       s.node = js.at("node").get<std::string>();
       check_range(s.node.size() <= 256, "node name too long");
-      s.in0 = js.at("in0").get<int>();
-      s.in1 = js.at("in1").get<int>();
-      s.out = js.at("out").get<int>();
-      s.weight = js.at("weight").get<int>();
-      s.bias = js.at("bias").get<int>();
-      s.k = js.at("k").get<std::int64_t>();
-      s.m = js.at("m").get<std::int64_t>();
+      s.in0 = int_at(js, "in0");
+      s.in1 = int_at(js, "in1");
+      s.out = int_at(js, "out");
+      s.weight = int_at(js, "weight");
+      s.bias = int_at(js, "bias");
+      s.k = i64_at(js, "k");
+      s.m = i64_at(js, "m");
       s.relu_after = js.at("relu_after").get<bool>();
-      s.in_shape = js.at("in_shape").get<Shape>();
-      s.w_shape = js.at("w_shape").get<Shape>();
-      const auto gv = js.at("g").get<std::vector<std::int64_t>>();
+      s.in_shape = i64s_at(js, "in_shape");
+      s.w_shape = i64s_at(js, "w_shape");
+      const auto gv = i64s_at(js, "g");
       check_range(gv.size() == 17, "step geometry has " + std::to_string(gv.size()) + " fields");
       for (std::int64_t v : gv) check_range(v >= 0 && v <= kMaxDim, "step geometry out of range");
       Geometry& ge = s.g;
       ge = {gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8], gv[9], gv[10], gv[11],
             gv[12], gv[13], gv[14], gv[15], gv[16] != 0};
       const std::string where = "step " + std::to_string(p.steps.size()) + " (" + s.node + "): ";
-      const std::int64_t cmp_bits = field<std::int64_t>(js, "cmp_bits", where);
+      const std::int64_t cmp_bits = integer<std::int64_t>(field<nlohmann::json>(js, "cmp_bits", where), where + "cmp_bits");
       check_range(cmp_bits >= 2 && cmp_bits <= 64, where + "cmp_bits " + std::to_string(cmp_bits) + " out of range (2..64)");
       s.cmp_bits = static_cast<int>(cmp_bits);
       check_range(slot_ok(s.in0) && slot_ok(s.out), where + "slot out of range");
