@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -79,5 +80,15 @@ std::vector<double> chain_bounds(const Chain& chain, double input_bound);
 /// Error(kInsecureParameters) when even N = 32768 does not fit, naming the
 /// bits needed and the largest allowed.
 he::CkksParameters choose_parameters(int depth, int scale_bits, int q0_bits, int special_bits);
+
+/// The plaintext reference of a chain on one sample (numel(input_shape)
+/// values, row-major), in double precision: the values the encrypted program
+/// approximates, before the finish. Throws Error(kBadInput) on a wrong size.
+std::vector<double> evaluate_chain(const Chain& chain, std::span<const float> sample);
+
+/// Applies a finish in place to `values` (one sample of shape `shape`):
+/// sigmoid per element, or softmax along `softmax_axis` of `shape` (negative:
+/// from the end). The client's last step.
+void apply_finish(Finish finish, std::int64_t softmax_axis, const Shape& shape, std::span<double> values);
 
 }  // namespace blindfold::backends::heplan
