@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -79,7 +80,7 @@ std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const 
 std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const model::Graph& graph,
                                                  const backends::BackendOptions& bo) {
   auto backend = backends::make_backend(name);
-  const backends::Support s = backend->supports(graph);
+  const backends::Support s = backend->supports_with(graph, bo);
   if (!s.ok) {
     throw_error(ErrorCategory::kUnsupported,
                 "backend '" + name + "' cannot run node '" + s.node + "': " + s.reason);
@@ -142,6 +143,7 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
   bo.frac_bits = o.frac_bits;
   bo.output = o.output;
   bo.input_bound = o.input_bound;
+  bo.he_mode = o.he_mode;
   auto backend = ready_backend(o.backend, graph, bo);
   r.trust = backend->trust_model();
   r.setup_ms = backend->setup_cost().ms;
@@ -151,6 +153,7 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
   for (int w = 0; w < o.warmup; ++w) backend->infer(inputs, nullptr);
   std::vector<double> lat, off, on;
   std::vector<double> off_bytes, on_bytes, rounds;
+  std::vector<std::pair<std::string, std::vector<double>>> detail;  // in the backend's order
   for (int i = 0; i < o.runs; ++i) {
     backends::RunMetrics m;
     const auto t0 = Clock::now();
@@ -161,7 +164,17 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
     off_bytes.push_back(static_cast<double>(m.offline.bytes));
     on_bytes.push_back(static_cast<double>(m.online.bytes));
     rounds.push_back(static_cast<double>(m.rounds));
+    for (const auto& [name, value] : m.detail) {
+      auto it = std::find_if(detail.begin(), detail.end(),
+                             [&](const auto& d) { return d.first == name; });
+      if (it == detail.end()) {
+        detail.emplace_back(name, std::vector<double>{});
+        it = detail.end() - 1;
+      }
+      it->second.push_back(value);
+    }
   }
+  for (auto& [name, values] : detail) r.detail.emplace_back(name, summarize(values).median);
   r.latency_ms = summarize(lat);
   r.offline_ms = summarize(off).median;
   r.online_ms = summarize(on).median;
@@ -192,6 +205,19 @@ std::string to_json(const BenchResult& r) {
   j["phases_ms"] = {{"setup", r.setup_ms}, {"offline", r.offline_ms}, {"online", r.online_ms}};
   j["bytes"] = {{"setup", r.setup_bytes}, {"offline", r.offline_bytes}, {"online", r.online_bytes}};
   j["rounds"] = {{"online", r.online_rounds}};
+  if (!r.detail.empty()) {
+    nlohmann::ordered_json d = nlohmann::ordered_json::object();
+    for (const auto& [name, value] : r.detail) {
+      // Times stay numbers with a fraction; byte counts and counts print as integers.
+      const bool is_ms = name.size() > 3 && name.compare(name.size() - 3, 3, "_ms") == 0;
+      if (!is_ms && std::floor(value) == value && std::fabs(value) < 0x1p53) {
+        d[name] = static_cast<std::int64_t>(value);
+      } else {
+        d[name] = value;
+      }
+    }
+    j["detail"] = d;
+  }
   j["accuracy"] =
       r.accuracy ? nlohmann::ordered_json(*r.accuracy) : nlohmann::ordered_json(nullptr);
   j["agreement_with_plain"] = r.agreement_with_plain

@@ -6,6 +6,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "app/datasets.h"
 #include "backends/backend.h"
@@ -22,6 +24,7 @@ struct BenchOptions {
   int frac_bits = 0;                // MPC fixed point; 0: backend default
   std::string output;                // "logits" or "label" (MPC backends); "": default
   double input_bound = 0;            // MPC: |input| bound for the comparisons; 0: the model's metadata
+  std::string he_mode;               // he: "latency" | "batch"; "": latency
   std::int64_t eval_batch = 64;     // batch size of the accuracy evaluation
   /// When set, inputs are the dataset's first samples and accuracy and
   /// agreement with plaintext are measured over `eval_limit` samples.
@@ -44,6 +47,9 @@ struct BenchResult {
   double setup_ms = 0, offline_ms = 0, online_ms = 0;  // per run, medians
   std::int64_t setup_bytes = 0, offline_bytes = 0, online_bytes = 0;
   std::int64_t online_rounds = 0;
+  /// The backend's own breakdown (RunMetrics::detail), medians over the
+  /// runs, in the backend's order; empty when it reports none.
+  std::vector<std::pair<std::string, double>> detail;
   std::optional<double> accuracy;
   std::optional<double> agreement_with_plain;
   std::int64_t samples = 0;  // samples evaluated for accuracy

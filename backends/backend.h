@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -37,6 +38,10 @@ struct RunMetrics {
   PhaseCost offline;        // input-independent preprocessing for this query
   PhaseCost online;         // the query itself, end to end
   std::int64_t rounds = 0;  // online communication rounds
+  /// A backend's own breakdown of the query, in the order it reports them
+  /// (e.g. he: "encrypt_ms", "evaluate_ms", "decrypt_ms", "query_bytes").
+  /// Names end in their unit (_ms, _bytes) or are counts. Empty: none.
+  std::vector<std::pair<std::string, double>> detail;
 };
 
 /// Ok, or which node cannot be handled and why.
@@ -62,6 +67,9 @@ struct BackendOptions {
   /// sized for (backends/mpc/plan.h); 0: the model's "blindfold.input_bound"
   /// metadata, and without it full 64-bit comparisons.
   double input_bound = 0;
+  /// The he backend's mode: "latency" (one sample per query, packed in
+  /// slots) or "batch" (one sample per slot); "": latency.
+  std::string he_mode;
 };
 
 class Backend {
@@ -71,6 +79,12 @@ class Backend {
   virtual TrustModel trust_model() const = 0;
   /// Whether this backend can run `graph`; never throws.
   virtual Support supports(const model::Graph& graph) const = 0;
+  /// Whether this backend can run `graph` with `options` (a backend whose
+  /// answer depends on an option, e.g. he's mode, overrides it); never throws.
+  virtual Support supports_with(const model::Graph& graph, const BackendOptions& options) const {
+    (void)options;
+    return supports(graph);
+  }
   /// Setup phase: plan and prepare `graph` (keys, shared weights, ...). The
   /// graph must outlive the backend. Throws Error(kUnsupported) when
   /// supports() says no.
