@@ -9,8 +9,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
-#include <mutex>
 #include <set>
 
 #include "backends/he/layers.h"
@@ -272,16 +272,33 @@ std::shared_ptr<const he::CkksContext> validate(const ClientSpec& s) {
 }
 
 // Query and response: magic | version | u64 samples | u32 count | blobs.
-std::vector<std::uint8_t> ct_message(const char (&magic)[4], const he::CkksContext& ctx,
-                                     std::uint64_t samples, const std::vector<he::Ciphertext>& cts,
-                                     bool seeded) {
+// One reservation for the whole message (a batch query is hundreds of MB:
+// growing it by doubling would copy it and fault its pages twice over).
+std::vector<std::uint8_t> ct_message(const char (&magic)[4], std::uint64_t samples,
+                                     std::vector<std::vector<std::uint8_t>>& blobs) {
+  std::size_t total = 4 + 4 + 8 + 4;
+  for (const auto& b : blobs) total += 8 + b.size();
   Writer w;
+  w.out.reserve(total);
   w.raw(magic, 4);
   w.u32(kVersion);
   w.u64(samples);
-  w.u32(static_cast<std::uint32_t>(cts.size()));
-  for (const he::Ciphertext& c : cts) w.blob(he::save(ctx, c, seeded));
+  w.u32(static_cast<std::uint32_t>(blobs.size()));
+  for (auto& b : blobs) {
+    w.blob(b);
+    std::vector<std::uint8_t>().swap(b);
+  }
   return std::move(w.out);
+}
+
+// Runs fn(begin, end) over [0, n) on `pool`, or inline without one.
+void run_chunks(ThreadPool* pool, std::int64_t n,
+                const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  if (pool && n > 1) {
+    pool->parallel_for(n, fn, 1);
+  } else if (n > 0) {
+    fn(0, n);
+  }
 }
 
 struct CtMessage {
@@ -490,19 +507,18 @@ Support Program::supports(const model::Graph& graph, Mode mode) {
 struct Client::Impl {
   ClientSpec spec;
   std::shared_ptr<const he::CkksContext> ctx;
+  ThreadPool* pool;
   he::KeyGenerator keygen;
   he::CkksEncoder encoder;
-  std::vector<std::uint8_t> keys;
-  mutable std::mutex mu;  // the encryptor's Prg
-  mutable he::Encryptor encryptor;
   he::Decryptor decryptor;
+  std::vector<std::uint8_t> keys;
 
-  Impl(ClientSpec s, std::shared_ptr<const he::CkksContext> c)
+  Impl(ClientSpec s, std::shared_ptr<const he::CkksContext> c, ThreadPool* p)
       : spec(std::move(s)),
         ctx(std::move(c)),
+        pool(p),
         keygen(ctx),
         encoder(ctx),
-        encryptor(ctx, keygen.secret_key()),
         decryptor(ctx, keygen.secret_key()) {
     Writer w;
     w.raw(kKeysMagic, 4);
@@ -521,9 +537,9 @@ struct Client::Impl {
   }
 };
 
-Client::Client(ClientSpec spec) {
+Client::Client(ClientSpec spec, ThreadPool* pool) {
   auto ctx = validate(spec);
-  impl_ = std::make_unique<Impl>(std::move(spec), std::move(ctx));
+  impl_ = std::make_unique<Impl>(std::move(spec), std::move(ctx), pool);
 }
 Client::~Client() = default;
 Client::Client(Client&&) noexcept = default;
@@ -567,33 +583,33 @@ std::vector<std::uint8_t> Client::encrypt(const Tensor& batch) const {
   const int level = input_level_of(s, ctx);
   const double scale = std::exp2(s.log2_input_scale);
   const std::size_t slots = ctx.slots();
-  std::vector<he::Ciphertext> cts;
-  std::vector<double> values(slots, 0.0);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  auto encrypt_values = [&] {
-    he::Plaintext pt = impl_->encoder.encode(std::span<const double>(values), scale, level);
-    cts.push_back(impl_->encryptor.encrypt(pt));
-    wipe(pt.data().data(), pt.data().size() * sizeof(std::uint64_t));
-  };
-  if (s.mode == Mode::kLatency) {
-    for (std::int64_t b = 0; b < samples; ++b) {
-      for (std::int32_t c = 0; c < s.input_cts; ++c) {
+  const bool latency = s.mode == Mode::kLatency;
+  const std::int64_t count = latency ? samples * s.input_cts : per;
+  std::vector<std::vector<std::uint8_t>> blobs(sz(count));
+  // One secret-key encryptor per chunk (an encryptor is not thread-safe);
+  // each draws its own seed from the OS CSPRNG.
+  run_chunks(impl_->pool, count, [&](std::int64_t begin, std::int64_t end) {
+    he::Encryptor encryptor(impl_->ctx, impl_->keygen.secret_key());
+    std::vector<double> values(slots, 0.0);
+    for (std::int64_t i = begin; i < end; ++i) {
+      if (latency) {
+        const std::int64_t b = i / s.input_cts, c = i % s.input_cts;
         for (std::size_t k = 0; k < slots; ++k) {
           const std::int32_t idx = s.in_map[sz(c) * slots + k];
           values[k] = idx < 0 ? 0.0 : x[sz(b * per + idx)];
         }
-        encrypt_values();
+      } else {
+        std::fill(values.begin(), values.end(), 0.0);
+        for (std::int64_t b = 0; b < samples; ++b) values[sz(b)] = x[sz(b * per + i)];
       }
+      he::Plaintext pt = impl_->encoder.encode(std::span<const double>(values), scale, level);
+      const he::Ciphertext ct = encryptor.encrypt(pt);
+      wipe(pt.data().data(), pt.data().size() * sizeof(std::uint64_t));
+      blobs[sz(i)] = he::save(ctx, ct, true);
     }
-  } else {
-    for (std::int64_t i = 0; i < per; ++i) {
-      std::fill(values.begin(), values.end(), 0.0);
-      for (std::int64_t b = 0; b < samples; ++b) values[sz(b)] = x[sz(b * per + i)];
-      encrypt_values();
-    }
-  }
-  wipe(values);
-  return ct_message(kQueryMagic, ctx, static_cast<std::uint64_t>(samples), cts, true);
+    wipe(values);
+  });
+  return ct_message(kQueryMagic, static_cast<std::uint64_t>(samples), blobs);
 }
 
 Tensor Client::decrypt(std::span<const std::uint8_t> response) const {
@@ -618,35 +634,48 @@ Tensor Client::decrypt(std::span<const std::uint8_t> response) const {
         }
         return "";
       });
+  const std::size_t per_sample_cts = m.cts.size() / sz(m.samples);
+  // The ciphertexts the outputs are read from, each decrypted once.
+  std::vector<char> needed(m.cts.size(), 0);
+  for (std::int64_t b = 0; b < m.samples; ++b) {
+    for (std::int64_t k = 0; k < out_n; ++k) {
+      needed[s.mode == Mode::kBatch ? sz(k) : sz(b) * per_sample_cts + sz(s.out_ct[sz(k)])] = 1;
+    }
+  }
+  std::vector<std::int64_t> todo;
+  for (std::size_t i = 0; i < needed.size(); ++i) {
+    if (needed[i]) todo.push_back(static_cast<std::int64_t>(i));
+  }
+  std::vector<std::vector<double>> decoded(m.cts.size());
+  run_chunks(
+      impl_->pool, static_cast<std::int64_t>(todo.size()),
+      [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t t = begin; t < end; ++t) {
+          const std::size_t i = sz(todo[sz(t)]);
+          he::Plaintext pt;
+          std::vector<std::complex<double>> v;
+          try {
+            pt = impl_->decryptor.decrypt(m.cts[i]);
+            v = impl_->encoder.decode(pt);
+          } catch (const Error& e) {
+            bad(std::string("he response: ciphertext ") + std::to_string(i) + ": " + e.what());
+          }
+          decoded[i].resize(v.size());
+          for (std::size_t k = 0; k < v.size(); ++k) decoded[i][k] = v[k].real();
+          wipe(v);
+          wipe(pt.data().data(), pt.data().size() * sizeof(std::uint64_t));
+        }
+      });
   Shape shape{m.samples};
   shape.insert(shape.end(), s.output_shape.begin(), s.output_shape.end());
   Tensor out(DType::kFloat32, shape);
   std::vector<double> y(sz(out_n));
-  std::vector<std::vector<double>> decoded(m.cts.size());
-  auto decode = [&](std::size_t i) -> const std::vector<double>& {
-    if (decoded[i].empty()) {
-      he::Plaintext pt;
-      std::vector<std::complex<double>> v;
-      try {
-        pt = impl_->decryptor.decrypt(m.cts[i]);
-        v = impl_->encoder.decode(pt);
-      } catch (const Error& e) {
-        bad(std::string("he response: ciphertext ") + std::to_string(i) + ": " + e.what());
-      }
-      decoded[i].resize(v.size());
-      for (std::size_t k = 0; k < v.size(); ++k) decoded[i][k] = v[k].real();
-      wipe(v);
-      wipe(pt.data().data(), pt.data().size() * sizeof(std::uint64_t));
-    }
-    return decoded[i];
-  };
-  const std::size_t per_sample_cts = m.cts.size() / sz(m.samples);
   for (std::int64_t b = 0; b < m.samples; ++b) {
     for (std::int64_t k = 0; k < out_n; ++k) {
       if (s.mode == Mode::kBatch) {
-        y[sz(k)] = decode(sz(k))[sz(b)];
+        y[sz(k)] = decoded[sz(k)][sz(b)];
       } else {
-        y[sz(k)] = decode(sz(b) * per_sample_cts + sz(s.out_ct[sz(k)]))[sz(s.out_slot[sz(k)])];
+        y[sz(k)] = decoded[sz(b) * per_sample_cts + sz(s.out_ct[sz(k)])][sz(s.out_slot[sz(k)])];
       }
     }
     apply_finish(s.finish, s.softmax_axis, s.output_shape, y);
@@ -739,7 +768,10 @@ std::vector<std::uint8_t> ServerSession::answer(std::span<const std::uint8_t> qu
   }
   if (out.size() > kMaxCiphertexts)
     throw_error(ErrorCategory::kInternal, "he program: too many outputs");
-  return ct_message(kResponseMagic, *ctx, static_cast<std::uint64_t>(m.samples), out, false);
+  std::vector<std::vector<std::uint8_t>> blobs;
+  blobs.reserve(out.size());
+  for (const he::Ciphertext& c : out) blobs.push_back(he::save(*ctx, c, false));
+  return ct_message(kResponseMagic, static_cast<std::uint64_t>(m.samples), blobs);
 }
 
 }  // namespace blindfold::backends::heplan

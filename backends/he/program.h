@@ -141,7 +141,11 @@ class Client {
  public:
   /// Builds the context (refusing parameters below 128-bit security) and
   /// generates the secret key from the OS CSPRNG and the evaluation keys.
-  explicit Client(ClientSpec spec);
+  /// `pool` (not owned; must outlive the client; nullptr: the calling thread
+  /// only) encodes, encrypts and decrypts the ciphertexts of a query in
+  /// parallel, one encryptor per chunk. Throws Error(kBadMessage) for a spec
+  /// that ClientSpec::parse would refuse.
+  explicit Client(ClientSpec spec, ThreadPool* pool = nullptr);
   ~Client();
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;

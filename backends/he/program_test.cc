@@ -310,9 +310,12 @@ TEST(HeProgram, LatencyRoundTripWithATestDouble) {
 
 TEST(HeProgram, BatchRoundTripWithATestDouble) {
   DoubleProgram program(batch_spec());
-  const Client client(program.spec());
+  ThreadPool pool(3);
+  const Client serial(program.spec());
+  const Client pooled(program.spec(), &pool);  // encrypts and decrypts in chunks
   std::mt19937 rng(2);
   for (std::int64_t b : {1, 7, 2048}) {
+    const Client& client = b == 7 ? serial : pooled;
     const Tensor x = random_batch(rng, b, {3});
     const std::vector<float> y = round_trip(program, client, x);
     ASSERT_EQ(y.size(), static_cast<std::size_t>(2 * b));
