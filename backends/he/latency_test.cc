@@ -1,0 +1,348 @@
+// Latency mode (backends/he/latency.cc): the shipped models under CKKS
+// against the plaintext engine, the plan's refusals, and the Galois keys it
+// asks for. The client's side is done here with he/ directly (keys, the
+// spec's in_map and out_slot), so these tests do not depend on program.cc.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/he/layers.h"
+#include "backends/he/modes.h"
+#include "core/error.h"
+#include "core/npy.h"
+#include "core/thread_pool.h"
+#include "he/ckks.h"
+#include "model/executor.h"
+#include "model/onnx_import.h"
+
+namespace blindfold::backends::heplan {
+namespace {
+
+std::string root() {
+  const char* r = std::getenv("BLINDFOLD_ROOT");
+  return r ? r : ".";
+}
+
+double metadata_bound(const model::Graph& g) {
+  auto it = g.metadata.find("blindfold.input_bound");
+  return it == g.metadata.end() ? 0.0 : std::stod(it->second);
+}
+
+// The client's side of a latency program, with he/ directly.
+class TestClient {
+ public:
+  explicit TestClient(const Program& program)
+      : spec_(program.spec()),
+        ctx_(program.context()),
+        keygen_(ctx_),
+        encoder_(ctx_),
+        encryptor_(ctx_, keygen_.secret_key()),
+        decryptor_(ctx_, keygen_.secret_key()) {
+    keys_.relin = keygen_.create_relin_keys();
+    keys_.galois = keygen_.create_galois_keys(spec_.galois_steps, false);
+  }
+  const EvalKeys& keys() const { return keys_; }
+  EvalKeys& mutable_keys() { return keys_; }
+
+  he::Ciphertext encrypt(const float* sample) {
+    const std::size_t slots = ctx_->slots();
+    std::vector<double> v(slots, 0.0);
+    for (std::size_t s = 0; s < slots; ++s) {
+      const std::int32_t e = spec_.in_map[s];
+      if (e >= 0) v[s] = sample[e];
+    }
+    return encryptor_.encrypt(encoder_.encode(v, std::exp2(spec_.log2_input_scale)));
+  }
+  std::vector<double> decrypt(const std::vector<he::Ciphertext>& out) const {
+    std::vector<std::vector<std::complex<double>>> dec;
+    for (const auto& c : out) dec.push_back(encoder_.decode(decryptor_.decrypt(c)));
+    std::vector<double> r(spec_.out_slot.size());
+    for (std::size_t k = 0; k < r.size(); ++k) {
+      r[k] = dec[static_cast<std::size_t>(spec_.out_ct[k])]
+                [static_cast<std::size_t>(spec_.out_slot[k])]
+                    .real();
+    }
+    return r;
+  }
+
+ private:
+  ClientSpec spec_;
+  std::shared_ptr<const he::CkksContext> ctx_;
+  he::KeyGenerator keygen_;
+  he::CkksEncoder encoder_;
+  he::Encryptor encryptor_;
+  he::Decryptor decryptor_;
+  EvalKeys keys_;
+};
+
+int argmax(const std::vector<double>& v) {
+  return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// Fashion-MNIST test images [limit, 1, 28, 28] as pixels / 255, read with
+// gzip -dc (the backends' tests do not link zlib). Empty if unavailable.
+std::vector<float> fmnist_images(std::int64_t limit) {
+  const std::string path = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+  FILE* f = popen(("gzip -dc " + path + " 2>/dev/null").c_str(), "r");
+  if (!f) return {};
+  std::vector<unsigned char> bytes;
+  unsigned char buf[1 << 16];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) bytes.insert(bytes.end(), buf, buf + n);
+  pclose(f);
+  if (bytes.size() < 16 + 784) return {};
+  const std::int64_t count =
+      std::min<std::int64_t>(limit, static_cast<std::int64_t>((bytes.size() - 16) / 784));
+  std::vector<float> out(static_cast<std::size_t>(count * 784));
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(bytes[16 + i]) / 255.0f;
+  return out;
+}
+
+struct FmnistFixture {
+  model::Graph graph;
+  Chain chain;
+  std::unique_ptr<Program> program;
+};
+
+FmnistFixture& fmnist(ThreadPool* pool) {
+  static FmnistFixture* f = [] {
+    auto* r = new FmnistFixture;
+    r->graph = model::import_onnx_file(root() + "/models/fmnist-he.onnx");
+    r->chain = lower_chain(r->graph);
+    ProgramOptions o;
+    o.input_bound = metadata_bound(r->graph);
+    r->program = build_latency(r->chain, o);
+    return r;
+  }();
+  (void)pool;
+  return *f;
+}
+
+TEST(HeLatency, FmnistPlan) {
+  auto& f = fmnist(nullptr);
+  const ClientSpec& s = f.program->spec();
+  std::printf("%s", f.program->describe().c_str());
+  EXPECT_EQ(s.mode, Mode::kLatency);
+  EXPECT_EQ(s.params.n, 16384u);  // depth 5 does not fit N = 8192 at 128 bits
+  EXPECT_EQ(s.input_cts, 1);
+  EXPECT_EQ(s.in_map.size(), 8192u);
+  EXPECT_EQ(s.out_slot.size(), 10u);
+  EXPECT_TRUE(s.relin_keys);
+  EXPECT_GT(s.output_bound, 0);
+  EXPECT_GT(s.output_error, 0);
+  EXPECT_LE(s.output_error, 1e-3 * s.output_bound);
+  EXPECT_TRUE(std::is_sorted(s.galois_steps.begin(), s.galois_steps.end()));
+  EXPECT_EQ(std::adjacent_find(s.galois_steps.begin(), s.galois_steps.end()), s.galois_steps.end());
+  EXPECT_TRUE(latency_support(f.chain).ok);
+}
+
+// Real images: the labels and values of the plaintext engine, within the
+// spec's output_error. BLINDFOLD_HE_IMAGES sets how many dataset images
+// (default 200) beyond the 8 fixtures.
+TEST(HeLatency, FmnistMatchesPlaintext) {
+  ThreadPool pool(2);
+  auto& f = fmnist(&pool);
+  ProgramOptions o;
+  o.input_bound = 1;
+  o.pool = &pool;
+  auto program = build_latency(f.chain, o);
+  TestClient client(*program);
+  model::Executor exec(f.graph);
+
+  std::vector<float> images;
+  {
+    const Tensor x = read_npy(root() + "/models/fixtures/fmnist-test-first8.npy");
+    images.assign(x.f32().begin(), x.f32().end());
+  }
+  std::int64_t extra = 200;
+  if (const char* e = std::getenv("BLINDFOLD_HE_IMAGES")) extra = std::atoll(e);
+  const std::vector<float> more = fmnist_images(8 + extra);
+  if (more.size() > 8 * 784) images.insert(images.end(), more.begin() + 8 * 784, more.end());
+  const std::int64_t count = static_cast<std::int64_t>(images.size() / 784);
+
+  int agree = 0;
+  double worst = 0;
+  for (std::int64_t i = 0; i < count; ++i) {
+    const float* img = images.data() + i * 784;
+    const Tensor in = Tensor::from_floats({1, 1, 28, 28}, std::vector<float>(img, img + 784));
+    const auto ref_t = exec.run({in})[0];
+    std::vector<double> ref(ref_t.f32().begin(), ref_t.f32().end());
+    std::vector<he::Ciphertext> q;
+    q.push_back(client.encrypt(img));
+    const auto got = client.decrypt(program->evaluate(client.keys(), std::move(q)));
+    ASSERT_EQ(got.size(), ref.size());
+    for (std::size_t k = 0; k < ref.size(); ++k) {
+      worst = std::max(worst, std::fabs(got[k] - ref[k]));
+    }
+    agree += argmax(got) == argmax(ref);
+  }
+  std::printf("fmnist-he latency: %d / %lld labels agree, max |he - plain| = %.3g (budget %.3g)\n",
+              agree, static_cast<long long>(count), worst, program->spec().output_error);
+  // float32 plaintext engine vs double: allow 1e-4 for its own rounding.
+  EXPECT_LE(worst, program->spec().output_error + 1e-4);
+  EXPECT_EQ(agree, count);
+}
+
+// Every Galois key is used and none is missing: the program runs with
+// exactly spec.galois_steps and fails without any one of them.
+TEST(HeLatency, GaloisStepsAreExactlyThoseUsed) {
+  auto& f = fmnist(nullptr);
+  TestClient client(*f.program);
+  const auto& steps = f.program->spec().galois_steps;
+  EXPECT_EQ(client.keys().galois.keys.size(), steps.size());
+  const Tensor x = read_npy(root() + "/models/fixtures/fmnist-test-first8.npy");
+  const he::Ciphertext ct = client.encrypt(x.f32().data());
+  {
+    std::vector<he::Ciphertext> q{ct};
+    EXPECT_NO_THROW(f.program->evaluate(client.keys(), std::move(q)));
+  }
+  const std::size_t n = f.program->context()->n();
+  for (int s : steps) {
+    EvalKeys k = client.keys();
+    k.galois.keys.erase(he::galois_element_for_rotation(s, n));
+    std::vector<he::Ciphertext> q{ct};
+    EXPECT_THROW(f.program->evaluate(k, std::move(q)), Error) << "step " << s << " unused";
+  }
+}
+
+TEST(HeLatency, RefusesBadInputCiphertexts) {
+  auto& f = fmnist(nullptr);
+  TestClient client(*f.program);
+  const Tensor x = read_npy(root() + "/models/fixtures/fmnist-test-first8.npy");
+  he::Ciphertext ct = client.encrypt(x.f32().data());
+  EXPECT_THROW(f.program->evaluate(client.keys(), {}), Error);
+  EXPECT_THROW(f.program->evaluate(client.keys(), {ct, ct}), Error);
+  he::Ciphertext low = ct;
+  low.drop_to_level(1);
+  EXPECT_THROW(f.program->evaluate(client.keys(), {low}), Error);
+  he::Ciphertext scaled = ct;
+  scaled.set_scale(std::exp2(30));
+  EXPECT_THROW(f.program->evaluate(client.keys(), {scaled}), Error);
+}
+
+TEST(HeLatency, CancerLogregMatches) {
+  const model::Graph g = model::import_onnx_file(root() + "/models/cancer-logreg.onnx");
+  const Chain chain = lower_chain(g);
+  ProgramOptions o;
+  o.input_bound = 5000;  // raw features (the largest, worst area, is about 4,250)
+  auto program = build_latency(chain, o);
+  std::printf("%s", program->describe().c_str());
+  const ClientSpec& s = program->spec();
+  EXPECT_LE(s.params.n, 8192u);
+  EXPECT_FALSE(s.relin_keys);
+  EXPECT_EQ(s.finish, Finish::kSigmoid);
+  TestClient client(*program);
+  // Inputs around the model's own standardisation constants.
+  std::vector<float> mean, sd;
+  for (const auto& v : g.values) {
+    if (v.name == "0.mean") mean.assign(v.constant->f32().begin(), v.constant->f32().end());
+    if (v.name == "0.std") sd.assign(v.constant->f32().begin(), v.constant->f32().end());
+  }
+  ASSERT_EQ(mean.size(), 30u);
+  ASSERT_EQ(sd.size(), 30u);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> z(0.0f, 1.5f);
+  for (int t = 0; t < 20; ++t) {
+    std::vector<float> in(30);
+    for (int k = 0; k < 30; ++k)
+      in[static_cast<std::size_t>(k)] = std::max(
+          0.0f, mean[static_cast<std::size_t>(k)] + z(rng) * sd[static_cast<std::size_t>(k)]);
+    const std::vector<double> ref = evaluate_chain(chain, in);  // the logit, before the sigmoid
+    std::vector<he::Ciphertext> q;
+    q.push_back(client.encrypt(in.data()));
+    const auto got = client.decrypt(program->evaluate(client.keys(), std::move(q)));
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_NEAR(got[0], ref[0], s.output_error + 1e-9) << "sample " << t;
+    EXPECT_EQ(got[0] > 0, ref[0] > 0);
+  }
+}
+
+TEST(HeLatency, RefusesWhatItCannotPack) {
+  // The front end refuses ReLU/MaxPool (fmnist-lenet) naming the node.
+  const model::Graph lenet = model::import_onnx_file(root() + "/models/fmnist-lenet.onnx");
+  try {
+    (void)lower_chain(lenet);
+    ADD_FAILURE() << "fmnist-lenet lowered";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("Relu"), std::string::npos) << e.what();
+  }
+  // A convolution after the first layer: refused, naming it.
+  Chain c;
+  c.input_shape = {4};
+  Layer d;
+  d.kind = LayerKind::kDense;
+  d.node = "dense0";
+  d.in_shape = {4};
+  d.out_shape = {16};
+  d.weight.assign(64, 0.1);
+  Layer conv;
+  conv.kind = LayerKind::kConv;
+  conv.node = "late_conv";
+  conv.in_shape = {1, 4, 4};
+  conv.out_shape = {1, 2, 2};
+  conv.kh = conv.kw = 3;
+  conv.weight.assign(9, 0.1);
+  c.layers = {d, conv};
+  c.output_shape = {1, 2, 2};
+  const Support sup = latency_support(c);
+  EXPECT_FALSE(sup.ok);
+  EXPECT_EQ(sup.node, "late_conv");
+  try {
+    (void)build_latency(c, ProgramOptions{});
+    ADD_FAILURE() << "late conv built";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("late_conv"), std::string::npos) << e.what();
+  }
+}
+
+// Timing of one query (client encrypt, server evaluate on 2 threads, client
+// decrypt); run with --gtest_also_run_disabled_tests.
+TEST(HeLatency, DISABLED_FmnistTiming) {
+  ThreadPool pool(2);
+  auto& f = fmnist(&pool);
+  ProgramOptions o;
+  o.input_bound = 1;
+  o.pool = &pool;
+  auto program = build_latency(f.chain, o);
+  TestClient client(*program);
+  const Tensor x = read_npy(root() + "/models/fixtures/fmnist-test-first8.npy");
+  using clk = std::chrono::steady_clock;
+  auto ms = [](clk::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  std::vector<double> enc, ev, dec;
+  for (int r = 0; r < 9; ++r) {
+    const float* img = x.f32().data() + (r % 8) * 784;
+    const auto t0 = clk::now();
+    std::vector<he::Ciphertext> q;
+    q.push_back(client.encrypt(img));
+    const auto t1 = clk::now();
+    auto out = program->evaluate(client.keys(), std::move(q));
+    const auto t2 = clk::now();
+    (void)client.decrypt(out);
+    const auto t3 = clk::now();
+    enc.push_back(ms(t1 - t0));
+    ev.push_back(ms(t2 - t1));
+    dec.push_back(ms(t3 - t2));
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::printf(
+      "fmnist-he latency, N=%zu, 2 threads: encrypt %.1f ms, evaluate %.1f ms, decrypt %.1f ms"
+      " (median of 9), total %.1f ms\n",
+      program->context()->n(), median(enc), median(ev), median(dec),
+      median(enc) + median(ev) + median(dec));
+}
+
+}  // namespace
+}  // namespace blindfold::backends::heplan
