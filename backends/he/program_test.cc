@@ -14,6 +14,7 @@
 #include "backends/he/layers.h"
 #include "core/error.h"
 #include "he/ckks.h"
+#include "model/onnx_import.h"
 
 namespace blindfold::backends::heplan {
 namespace {
@@ -492,6 +493,85 @@ TEST(HeProgram, RandomBytesNeverCrashAParser) {
   }
   const Tensor y = client.decrypt(session.answer(query));
   EXPECT_EQ(y.numel(), 4);
+}
+
+}  // namespace
+}  // namespace blindfold::backends::heplan
+
+namespace blindfold::backends::heplan {
+namespace {
+
+std::string model_path(const std::string& name) {
+  const char* r = std::getenv("BLINDFOLD_ROOT");
+  return std::string(r ? r : ".") + "/models/" + name + ".onnx";
+}
+
+// Program::build dispatches to the modes; the specs they produce are
+// accepted by the peer-side parser unchanged; supports() names the node.
+TEST(HeProgram, RealProgramsBuildAndTheirSpecsParse) {
+  const model::Graph he = model::import_onnx_file(model_path("fmnist-he"));
+  for (Mode mode : {Mode::kLatency, Mode::kBatch}) {
+    EXPECT_TRUE(Program::supports(he, mode).ok)
+        << mode_name(mode) << ": " << Program::supports(he, mode).reason;
+    ProgramOptions o;
+    o.mode = mode;
+    const std::unique_ptr<Program> p = Program::build(he, o);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->spec().mode, mode);
+    EXPECT_EQ(p->spec().params.n, 16384u) << p->spec().params.describe();
+    const std::vector<std::uint8_t> bytes = p->spec().serialize();
+    EXPECT_EQ(ClientSpec::parse(bytes).serialize(), bytes) << mode_name(mode);
+    EXPECT_FALSE(p->describe().empty());
+  }
+  const model::Graph lenet = model::import_onnx_file(model_path("fmnist-lenet"));
+  for (Mode mode : {Mode::kLatency, Mode::kBatch}) {
+    const Support s = Program::supports(lenet, mode);
+    EXPECT_FALSE(s.ok);
+    EXPECT_FALSE(s.node.empty());
+    EXPECT_NE(s.reason.find("polynomial"), std::string::npos) << s.reason;
+    ProgramOptions o;
+    o.mode = mode;
+    try {
+      Program::build(lenet, o);
+      ADD_FAILURE() << "lenet built";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::kUnsupported);
+    }
+  }
+}
+
+// cancer-logreg end to end in latency mode with the real program: the
+// client applies the sigmoid; the probability matches the plaintext one.
+TEST(HeProgram, CancerLogregLatencyEndToEnd) {
+  const model::Graph g = model::import_onnx_file(model_path("cancer-logreg"));
+  ProgramOptions o;
+  o.mode = Mode::kLatency;
+  o.input_bound = 5000;  // raw features (the largest, "worst area", is about 4.3e3)
+  const std::unique_ptr<Program> p = Program::build(g, o);
+  const Client client(ClientSpec::parse(p->spec().serialize()));
+  const ServerSession session(*p, client.keys_message());
+  const Chain chain = lower_chain(g);
+  // mean + 2 sd u per feature: a plausible raw sample.
+  std::mt19937 rng(9);
+  std::vector<float> mean(30, 0.0f), sd(30, 1.0f);
+  for (const model::Node& n : g.nodes) {
+    for (int v : n.inputs) {
+      if (v < 0 || !g.value(v).is_constant() || g.value(v).constant->numel() != 30) continue;
+      if (n.op == model::OpType::kSub) mean = g.value(v).constant->to_float_vector();
+      if (n.op == model::OpType::kDiv) sd = g.value(v).constant->to_float_vector();
+    }
+  }
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (int trial = 0; trial < 3; ++trial) {
+    std::vector<float> x(30);
+    for (std::size_t i = 0; i < 30; ++i) x[i] = std::max(0.0f, mean[i] + sd[i] * u(rng));
+    std::vector<double> want = evaluate_chain(chain, x);
+    apply_finish(chain.finish, chain.softmax_axis, chain.output_shape, want);
+    const Tensor y =
+        client.decrypt(session.answer(client.encrypt(Tensor::from_floats({1, 30}, x))));
+    ASSERT_EQ(y.numel(), 1);
+    EXPECT_NEAR(y.f32()[0], want[0], 1e-4);
+  }
 }
 
 }  // namespace
