@@ -27,8 +27,10 @@
 //    generalised diagonals P_i, and out = sum_i P_i * rot(x, i) is computed
 //    with baby-step/giant-step (Halevi and Shoup, "Faster homomorphic linear
 //    transformations in HElib", CRYPTO 2018): the baby rotations of x share
-//    one decomposition (hoisted), the giant rotations act on partial sums
-//    whose plaintexts are pre-rotated at build time. Dense rows are placed at
+//    one decomposition (hoisted), the products are accumulated in one pass
+//    per RNS row (Shoup multiplications, no temporaries), and each giant's
+//    partial sum (its plaintexts pre-rotated at build time) is rescaled
+//    before its giant rotation, which then runs one level lower. Dense rows are placed at
 //    o[m] = (m mod h) + (m div h) * P in windows of one input period, so that
 //    with an input repeated 4 times (period 2048 in 8192 slots) a 100-row
 //    layer needs 32 diagonals, not 128. h and the baby/giant split are chosen
@@ -77,8 +79,27 @@ constexpr double kFreshError = 0x1p-27;
 constexpr double kRescaleError = 0x1p-25;
 constexpr double kKeySwitchError = 0x1p-25;
 constexpr double kEncodeRelError = 0x1p-32;
-// A hoisted rotation skips the decomposition (ModUp): about 0.6 of a full one.
-constexpr double kHoistedCost = 0.6;
+// Cost model of a linear layer at level l (units of one NTT-sized pass over
+// N words; per-prime digits, one special prime): a key switch decomposes
+// into l + 1 digits over l + 2 primes (ModUp, ~(l+1)(l+2)), takes an inner
+// product of the same size, and divides by P (ModDown, ~2(l+1)). A hoisted
+// rotation shares ModUp; a rescale is ~2(l+1); a plaintext product and add
+// ~0.8(l+1) (measured against a rotation at N = 16384).
+double modup_cost(int l) {
+  return (l + 1.0) * (l + 2.0);
+}
+double hoisted_cost(int l) {
+  return (l + 1.0) * (l + 2.0) + 2.0 * (l + 1);
+}
+double full_cost(int l) {
+  return modup_cost(l) + hoisted_cost(l);
+}
+double rescale_cost(int l) {
+  return 2.0 * (l + 1);
+}
+double mac_cost(int l) {
+  return 0.8 * (l + 1);
+}
 // The plan refuses when the expected output error exceeds this fraction of
 // the output bound (see check_error_budget).
 constexpr double kMaxRelativeError = 1e-3;
@@ -161,6 +182,7 @@ struct LinearPlan {
     int step = 0;
     std::vector<std::pair<int, std::vector<double>>> terms;  // (baby index, slot values)
     std::vector<he::Plaintext> plains;
+    std::vector<std::vector<std::uint64_t>> shoup;  // Shoup constants of each plaintext
   };
   std::vector<Giant> giants;
   std::vector<int> sum_steps;
@@ -194,20 +216,24 @@ int normalise_step(std::int64_t step, std::int64_t slots) {
 }
 
 // BSGS split of a set of diagonals (multiples of g0): baby b, giant g with
-// i / g0 = g * beta + b. Returns the cost in full-rotation units.
-double bsgs_cost(const std::set<std::int64_t>& a, std::int64_t beta) {
+// i / g0 = g * beta + b. The babies rotate x at level l (hoisted), each
+// giant's partial sum is rescaled and rotated at level l - 1.
+double bsgs_cost(const std::set<std::int64_t>& a, std::int64_t beta, int l) {
   std::set<std::int64_t> babies, giants;
   for (auto v : a) {
     if (v % beta) babies.insert(v % beta);
-    if (v / beta) giants.insert(v / beta);
+    giants.insert(v / beta);
   }
-  return kHoistedCost * static_cast<double>(babies.size()) + static_cast<double>(giants.size());
+  const double nb = static_cast<double>(babies.size());
+  const double ng = static_cast<double>(giants.size());
+  return (nb > 0 ? modup_cost(l) : 0) + nb * hoisted_cost(l) + ng * rescale_cost(l) +
+         (ng - 1) * full_cost(l - 1) + static_cast<double>(a.size()) * mac_cost(l);
 }
 
 // Plans one linear layer on layout `in` (no encoding).
 LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, std::int64_t rows,
                        const RowPlacement& place, const Layout& in, std::int64_t slots,
-                       const std::vector<double>& bias) {
+                       const std::vector<double>& bias, int level) {
   const std::int64_t P = in.period;
   std::vector<std::int64_t> hs;
   if (place.block) {
@@ -260,10 +286,10 @@ LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, st
     std::int64_t best_beta = 1;
     double best_cost = 1e300;
     for (std::int64_t beta = 1; beta <= pow2_at_least(amax + 1); beta <<= 1) {
-      const double c = bsgs_cost(a, beta);
+      const double c = bsgs_cost(a, beta, level);
       if (c < best_cost) best_cost = c, best_beta = beta;
     }
-    const double cost = best_cost + log2_exact(T);
+    const double cost = best_cost + log2_exact(T) * full_cost(level - 1);
     if (cost >= best.cost) continue;
 
     LinearPlan p;
@@ -648,7 +674,7 @@ Plan make_plan(const Chain& chain, const ProgramOptions& options) {
                                   " does not match the previous layer's output " +
                                   std::to_string(cur.pos.size()));
       }
-      st.lin = plan_linear(L, m.entries, m.rows, m.place, cur, slots, m.bias);
+      st.lin = plan_linear(L, m.entries, m.rows, m.place, cur, slots, m.bias, level);
       st.gain = m.gain;
       // Where the output would not fit at the input's scale (the last
       // layer, at q_0: interval bounds are loose), the weights are encoded
@@ -730,6 +756,16 @@ class LatencyProgram final : public Program {
           for (auto& [baby, vals] : g.terms) {
             g.plains.push_back(enc.encode(vals, wscale, l));
             vals = {};
+            const he::Plaintext& pt = g.plains.back();
+            std::vector<std::uint64_t> sh(pt.data().size());
+            for (std::size_t i = 0; i < pt.primes(); ++i) {
+              const he::Modulus& q = ctx_->modulus(i);
+              const auto row = pt.row(i);
+              for (std::size_t c = 0; c < row.size(); ++c) {
+                sh[i * row.size() + c] = he::shoup(row[c], q);
+              }
+            }
+            g.shoup.push_back(std::move(sh));
           }
         }
         scale = scale * wscale / ql;
@@ -816,8 +852,54 @@ class LatencyProgram final : public Program {
     return y;
   }
 
-  static he::Ciphertext linear(const he::Evaluator& ev, const EvalKeys& keys, const LinearPlan& p,
-                               const he::Ciphertext& x) {
+  // inner[g] = sum_t P[g][t] * babies[t], for every giant at once: one
+  // pass per (giant, polynomial, prime) row over its terms, Shoup products
+  // lazily reduced, no temporaries (instead of a multiply_plain and an add,
+  // each a new ciphertext, per term).
+  std::vector<he::Ciphertext> multiply_accumulate(
+      const LinearPlan& p, const std::vector<const he::Ciphertext*>& babies) const {
+    const he::CkksContext& ctx = *ctx_;
+    const he::Ciphertext& x0 = *babies.front();
+    const std::size_t n = ctx.n(), primes = x0.primes();
+    std::vector<he::Ciphertext> inner;
+    for (const auto& g : p.giants) {
+      inner.emplace_back(ctx.id(), n, x0.level(), x0.scale() * g.plains.front().scale(), 2);
+    }
+    const std::int64_t tasks = static_cast<std::int64_t>(p.giants.size() * 2 * primes);
+    auto body = [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t task = begin; task < end; ++task) {
+        const std::size_t gi = static_cast<std::size_t>(task) / (2 * primes);
+        const std::size_t k = (static_cast<std::size_t>(task) / primes) % 2;
+        const std::size_t i = static_cast<std::size_t>(task) % primes;
+        const auto& g = p.giants[gi];
+        const he::Modulus& q = ctx.modulus(i);
+        const std::uint64_t two_q = 2 * q.value();
+        std::uint64_t* acc = inner[gi].mutable_row(k, i).data();
+        for (std::size_t t = 0; t < g.terms.size(); ++t) {
+          const std::uint64_t* xv =
+              babies[static_cast<std::size_t>(g.terms[t].first)]->row(k, i).data();
+          const std::uint64_t* w = g.plains[t].row(i).data();
+          const std::uint64_t* ws = g.shoup[t].data() + i * n;
+          for (std::size_t c = 0; c < n; ++c) {
+            std::uint64_t v = acc[c] + he::mul_mod_shoup_lazy(xv[c], w[c], ws[c], q);
+            v = v >= two_q ? v - two_q : v;
+            acc[c] = v;
+          }
+        }
+        for (std::size_t c = 0; c < n; ++c)
+          acc[c] = acc[c] >= q.value() ? acc[c] - q.value() : acc[c];
+      }
+    };
+    if (pool_) {
+      pool_->parallel_for(tasks, body);
+    } else {
+      body(0, tasks);
+    }
+    return inner;
+  }
+
+  he::Ciphertext linear(const he::Evaluator& ev, const EvalKeys& keys, const LinearPlan& p,
+                        const he::Ciphertext& x) const {
     std::vector<int> rot_steps;
     for (int s : p.baby_steps)
       if (s) rot_steps.push_back(s);
@@ -826,28 +908,20 @@ class LatencyProgram final : public Program {
     std::vector<const he::Ciphertext*> babies;
     std::size_t r = 0;
     for (int s : p.baby_steps) babies.push_back(s ? &rotated[r++] : &x);
+    std::vector<he::Ciphertext> inner = multiply_accumulate(p, babies);
+    // Each partial sum is rescaled first: its giant rotation then runs one
+    // level lower (cheaper; its key-switch noise lands at the output scale).
+    for (auto& c : inner) ev.rescale_inplace(c);
     he::Ciphertext total;
-    bool have_total = false;
-    for (const auto& g : p.giants) {
-      he::Ciphertext acc;
-      for (std::size_t t = 0; t < g.terms.size(); ++t) {
-        he::Ciphertext prod =
-            ev.multiply_plain(*babies[static_cast<std::size_t>(g.terms[t].first)], g.plains[t]);
-        if (t == 0) {
-          acc = std::move(prod);
-        } else {
-          ev.add_inplace(acc, prod);
-        }
-      }
-      if (g.step) acc = ev.rotate(acc, g.step, keys.galois);
-      if (!have_total) {
-        total = std::move(acc);
-        have_total = true;
+    for (std::size_t gi = 0; gi < p.giants.size(); ++gi) {
+      he::Ciphertext c = p.giants[gi].step ? ev.rotate(inner[gi], p.giants[gi].step, keys.galois)
+                                           : std::move(inner[gi]);
+      if (gi == 0) {
+        total = std::move(c);
       } else {
-        ev.add_inplace(total, acc);
+        ev.add_inplace(total, c);
       }
     }
-    ev.rescale_inplace(total);
     for (int s : p.sum_steps) ev.add_inplace(total, ev.rotate(total, s, keys.galois));
     if (p.bias.n()) total = ev.add_plain(total, p.bias);
     return total;
