@@ -310,7 +310,7 @@ struct CtMessage {
 template <class Expected>
 CtMessage parse_ct_message(std::span<const std::uint8_t> bytes, const char (&magic)[4],
                            const char* what, const ClientSpec& spec, const he::CkksContext& ctx,
-                           Expected expected) {
+                           ThreadPool* pool, Expected expected) {
   Reader r(bytes, what);
   r.magic(magic);
   const std::uint64_t samples = r.u64("sample count");
@@ -327,18 +327,23 @@ CtMessage parse_ct_message(std::span<const std::uint8_t> bytes, const char (&mag
     bad(std::string(what) + ": " + std::to_string(count) + " ciphertexts announced in " +
         std::to_string(r.remaining()) + " bytes");
   }
+  // The lengths first (sequentially), then the ciphertexts (in parallel:
+  // a batch query holds hundreds of them).
+  std::vector<std::span<const std::uint8_t>> blobs(count);
+  for (auto& b : blobs) b = r.blob("ciphertext");
+  r.end();
   CtMessage m;
   m.samples = static_cast<std::int64_t>(samples);
-  m.cts.reserve(count);
-  for (std::uint32_t i = 0; i < count; ++i) {
-    const auto blob = r.blob("ciphertext");
-    try {
-      m.cts.push_back(he::load_ciphertext(ctx, blob));
-    } catch (const Error& e) {
-      bad(std::string(what) + ": ciphertext " + std::to_string(i) + ": " + e.what());
+  m.cts.resize(count);
+  run_chunks(pool, count, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      try {
+        m.cts[sz(i)] = he::load_ciphertext(ctx, blobs[sz(i)]);
+      } catch (const Error& e) {
+        bad(std::string(what) + ": ciphertext " + std::to_string(i) + ": " + e.what());
+      }
     }
-  }
-  r.end();
+  });
   return m;
 }
 
@@ -619,7 +624,7 @@ Tensor Client::decrypt(std::span<const std::uint8_t> response) const {
   std::int32_t max_ct = 0;
   for (std::int32_t c : s.out_ct) max_ct = std::max(max_ct, c);
   CtMessage m = parse_ct_message(
-      response, kResponseMagic, "he response", s, ctx,
+      response, kResponseMagic, "he response", s, ctx, impl_->pool,
       [&](std::int64_t samples, std::uint32_t count) -> std::string {
         if (s.mode == Mode::kBatch) {
           return count == static_cast<std::uint64_t>(out_n)
@@ -689,8 +694,9 @@ Tensor Client::decrypt(std::span<const std::uint8_t> response) const {
 
 // ---- server session ---------------------------------------------------------
 
-ServerSession::ServerSession(const Program& program, std::span<const std::uint8_t> keys_message)
-    : program_(program) {
+ServerSession::ServerSession(const Program& program, std::span<const std::uint8_t> keys_message,
+                             ThreadPool* pool)
+    : program_(program), pool_(pool) {
   const ClientSpec& spec = program.spec();
   const auto ctx = program.context();
   if (!ctx) throw_error(ErrorCategory::kInternal, "he program without a context");
@@ -727,7 +733,7 @@ std::vector<std::uint8_t> ServerSession::answer(std::span<const std::uint8_t> qu
   const auto ctx = program_.context();
   const std::int64_t in_n = numel(s.input_shape);
   CtMessage m = parse_ct_message(
-      query, kQueryMagic, "he query", s, *ctx,
+      query, kQueryMagic, "he query", s, *ctx, pool_,
       [&](std::int64_t samples, std::uint32_t count) -> std::string {
         const std::int64_t want = s.mode == Mode::kBatch ? in_n : samples * s.input_cts;
         return static_cast<std::int64_t>(count) == want
@@ -768,9 +774,12 @@ std::vector<std::uint8_t> ServerSession::answer(std::span<const std::uint8_t> qu
   }
   if (out.size() > kMaxCiphertexts)
     throw_error(ErrorCategory::kInternal, "he program: too many outputs");
-  std::vector<std::vector<std::uint8_t>> blobs;
-  blobs.reserve(out.size());
-  for (const he::Ciphertext& c : out) blobs.push_back(he::save(*ctx, c, false));
+  std::vector<std::vector<std::uint8_t>> blobs(out.size());
+  run_chunks(pool_, static_cast<std::int64_t>(out.size()),
+             [&](std::int64_t begin, std::int64_t end) {
+               for (std::int64_t i = begin; i < end; ++i)
+                 blobs[sz(i)] = he::save(*ctx, out[sz(i)], false);
+             });
   return ct_message(kResponseMagic, static_cast<std::uint64_t>(m.samples), blobs);
 }
 

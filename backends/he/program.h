@@ -171,8 +171,12 @@ class ServerSession {
  public:
   /// Parses and checks the client's keys message against the program's spec
   /// (the context, exactly the Galois steps needed). Throws
-  /// Error(kBadMessage) otherwise.
-  ServerSession(const Program& program, std::span<const std::uint8_t> keys_message);
+  /// Error(kBadMessage) otherwise. There is no session without keys, so a
+  /// query before keys has nowhere to go (the transport refuses it).
+  /// `pool` (not owned, may be null) loads a query's ciphertexts and saves
+  /// the response's in parallel; evaluation uses the program's own pool.
+  ServerSession(const Program& program, std::span<const std::uint8_t> keys_message,
+                ThreadPool* pool = nullptr);
   /// Answers one query. Throws Error(kBadMessage) for a malformed query
   /// (wrong magic, count, sample count, a ciphertext of other parameters,
   /// truncated bytes); the session stays usable.
@@ -180,6 +184,7 @@ class ServerSession {
 
  private:
   const Program& program_;
+  ThreadPool* pool_ = nullptr;
   EvalKeys keys_;
 };
 
