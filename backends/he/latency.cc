@@ -4,7 +4,8 @@
 //  - A first convolution reads an input the client lays out as im2col
 //    patches: the value under kernel offset k (k = (ci, ki, kj)) at output
 //    position p sits in slot k * B + p, B the power of two >= the output
-//    positions (0 for padding). This is the convolution representation of
+//    positions (0 for padding), repeated with the period of the power of two
+//    >= offsets * B where that is below the slot count. This is the convolution representation of
 //    LoLa (Brutzkus, Gilad-Bachrach and Elisha, "Low Latency Privacy
 //    Preserving Inference", ICML 2019, section 4): the convolution becomes a
 //    block matrix-vector product whose blocks are w[c, k] * I_B, so no
@@ -300,6 +301,7 @@ LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, st
     p.beta = best_beta;
     p.cost = cost;
     p.diagonals = diag.size();
+    const bool periodic = windows == 1 && h <= P && P < slots;
     // Slot values of every diagonal P_i, then pre-rotated into giant groups.
     std::map<std::int64_t, std::vector<double>> P_i;
     for (const Entry& e : entries) {
@@ -309,7 +311,12 @@ LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, st
       const std::int64_t s = om + mod(pk - om - i, P);
       auto& v = P_i[i];
       if (v.empty()) v.assign(static_cast<std::size_t>(slots), 0.0);
-      v[static_cast<std::size_t>(mod(s, slots))] += e.w;
+      // One window on a repeated input: the products repeat with the input
+      // (every copy computes the same rows), so the output repeats too.
+      for (std::int64_t t = mod(s, slots) % (periodic ? P : slots); t < slots;
+           t += periodic ? P : slots) {
+        v[static_cast<std::size_t>(t)] += e.w;
+      }
     }
     std::map<std::int64_t, std::size_t> baby_index;
     std::map<std::int64_t, std::size_t> giant_index;
@@ -333,8 +340,9 @@ LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, st
                                                   std::move(rotated));
     }
     for (std::int64_t t = 1; t < T; t <<= 1) p.sum_steps.push_back(normalise_step(h * t, slots));
-    // Output layout: a sum over the whole ring repeats with period h.
-    p.out.period = (windows == 1 && h * T == slots) ? h : slots;
+    // Output layout: a sum over a whole period of the input repeats with
+    // period h; a partial one leaves garbage between the rows.
+    p.out.period = windows > 1 ? slots : (h * T >= P ? h : (periodic ? P : slots));
     p.out.pos.resize(static_cast<std::size_t>(rows));
     for (std::int64_t m = 0; m < rows; ++m) {
       p.out.pos[static_cast<std::size_t>(m)] = o[static_cast<std::size_t>(m)];
@@ -558,7 +566,10 @@ Plan make_plan(const Chain& chain, const ProgramOptions& options) {
                                     std::to_string(B) + " slots > " + std::to_string(slots) +
                                     " slots at N = " + std::to_string(plan.params.n));
     }
-    plan.input_layout.period = slots;
+    // The patches repeat with period P (the power of two >= K * B) over the
+    // slots: rotate-and-sum then never wraps into an empty part of the ring.
+    const std::int64_t P = pow2_at_least(K * B);
+    plan.input_layout.period = P;
     plan.input_layout.pos.resize(static_cast<std::size_t>(K * npos));
     for (std::int64_t ci = 0; ci < ic; ++ci) {
       for (std::int64_t ki = 0; ki < first.kh; ++ki) {
@@ -571,8 +582,10 @@ Plan make_plan(const Chain& chain, const ProgramOptions& options) {
               const std::int64_t ix = x * first.sw - first.pl + kj * first.dw;
               plan.input_layout.pos[static_cast<std::size_t>(k * npos + p)] = k * B + p;
               if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
-                plan.in_map[static_cast<std::size_t>(k * B + p)] =
-                    static_cast<std::int32_t>((ci * H + iy) * W + ix);
+                for (std::int64_t s = k * B + p; s < slots; s += P) {
+                  plan.in_map[static_cast<std::size_t>(s)] =
+                      static_cast<std::int32_t>((ci * H + iy) * W + ix);
+                }
               }
             }
           }

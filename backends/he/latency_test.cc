@@ -305,6 +305,84 @@ TEST(HeLatency, RefusesWhatItCannotPack) {
   }
 }
 
+// A chain the shipped models do not exercise: conv (stride 1, padding),
+// poly with one b, average pooling (a public sparse matrix on the conv's
+// repeated layout) and a dense layer, against evaluate_chain.
+TEST(HeLatency, ConvPolyAvgPoolDense) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(-0.5, 0.5);
+  Chain c;
+  c.input_shape = {2, 6, 6};
+  Layer conv;
+  conv.kind = LayerKind::kConv;
+  conv.node = "conv";
+  conv.in_shape = {2, 6, 6};
+  conv.out_shape = {3, 6, 6};
+  conv.kh = conv.kw = 3;
+  conv.pt = conv.pl = conv.pb = conv.pr = 1;
+  for (int i = 0; i < 3 * 2 * 9; ++i) conv.weight.push_back(u(rng));
+  conv.bias = {0.1, -0.2, 0.05};
+  Layer poly;
+  poly.kind = LayerKind::kPoly;
+  poly.node = "poly";
+  poly.in_shape = poly.out_shape = {3, 6, 6};
+  poly.b = {0.3};
+  Layer pool;
+  pool.kind = LayerKind::kAvgPool;
+  pool.node = "pool";
+  pool.in_shape = {3, 6, 6};
+  pool.out_shape = {3, 3, 3};
+  pool.kh = pool.kw = pool.sh = pool.sw = 2;
+  Layer dense;
+  dense.kind = LayerKind::kDense;
+  dense.node = "dense";
+  dense.in_shape = {27};
+  dense.out_shape = {5};
+  for (int i = 0; i < 5 * 27; ++i) dense.weight.push_back(u(rng));
+  dense.bias = {0, 1, 2, 3, 4};
+  c.layers = {conv, poly, pool, dense};
+  c.output_shape = {5};
+  ProgramOptions o;
+  o.input_bound = 1;
+  auto program = build_latency(c, o);
+  std::printf("%s", program->describe().c_str());
+  TestClient client(*program);
+  std::uniform_real_distribution<float> px(0.0f, 1.0f);
+  for (int t = 0; t < 3; ++t) {
+    std::vector<float> in(72);
+    for (float& v : in) v = px(rng);
+    const auto ref = evaluate_chain(c, in);
+    std::vector<he::Ciphertext> q;
+    q.push_back(client.encrypt(in.data()));
+    const auto got = client.decrypt(program->evaluate(client.keys(), std::move(q)));
+    ASSERT_EQ(got.size(), 5u);
+    for (int k = 0; k < 5; ++k) EXPECT_NEAR(got[k], ref[k], program->spec().output_error);
+    for (int k = 0; k < 5; ++k) EXPECT_NEAR(got[k], ref[k], 1e-5);
+  }
+}
+
+// The error budget: a layer whose outputs are as small as the noise is
+// refused (its arg max would be noise), naming the layer.
+TEST(HeLatency, RefusesAnOutputLostInNoise) {
+  Chain c;
+  c.input_shape = {8};
+  Layer d;
+  d.kind = LayerKind::kDense;
+  d.node = "tiny";
+  d.in_shape = {8};
+  d.out_shape = {2};
+  d.weight.assign(16, 1e-9);
+  c.layers = {d};
+  c.output_shape = {2};
+  const Support s = latency_support(c);
+  EXPECT_FALSE(s.ok);
+  EXPECT_EQ(s.node, "tiny");
+  EXPECT_NE(s.reason.find("error"), std::string::npos) << s.reason;
+  d.weight.assign(16, 0.5);
+  c.layers = {d};
+  EXPECT_TRUE(latency_support(c).ok) << latency_support(c).reason;
+}
+
 // End to end through program.cc: Program::build from the graph (the input
 // bound from the model's metadata), the spec over the wire, the client's
 // keys message, one query message up and one response down per image.
@@ -402,8 +480,8 @@ TEST(HeLatency, DISABLED_FmnistTiming) {
   std::printf(
       "fmnist-he latency, N=%zu, 2 threads: encrypt %.1f ms, server %.1f ms (evaluate alone %.1f "
       "ms), decrypt %.1f ms; end to end %.1f ms (medians of 9); query %zu B, response %zu B\n",
-      program->context()->n(), median(enc), median(ev), median(eval_only), median(dec),
-      median(tot), up, down);
+      program->context()->n(), median(enc), median(ev), median(eval_only), median(dec), median(tot),
+      up, down);
 }
 
 }  // namespace
