@@ -793,7 +793,9 @@ class LatencyProgram final : public Program {
     spec_.input_shape = chain.input_shape;
     spec_.output_shape = chain.output_shape;
     spec_.max_batch = 1;
-    spec_.input_bound = plan_.input_bound;
+    // 0 where none was declared: the client then accepts any input (the plan
+    // assumed 1 and describe() says so).
+    spec_.input_bound = plan_.input_bound_assumed ? 0.0 : plan_.input_bound;
     spec_.finish = chain.finish;
     spec_.softmax_axis = chain.softmax_axis;
     spec_.input_cts = 1;

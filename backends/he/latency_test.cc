@@ -409,24 +409,32 @@ TEST(HeLatency, EndToEndClientServer) {
     for (int k = 0; k < 10; ++k) EXPECT_NEAR(h[k], r[k], program->spec().output_error + 1e-4);
     EXPECT_EQ(argmax(h), argmax(r)) << "image " << i;
   }
-  // cancer-logreg: the client applies the sigmoid.
+  // cancer-logreg (raw features, no declared bound): the client applies the
+  // sigmoid; with --input-bound 5000 as well.
   const model::Graph cg = model::import_onnx_file(root() + "/models/cancer-logreg.onnx");
-  ProgramOptions co;
-  co.input_bound = 5000;
-  auto cprog = Program::build(cg, co);
-  Client cclient(ClientSpec::parse(cprog->spec().serialize()));
-  ServerSession csession(*cprog, cclient.keys_message());
   model::Executor cexec(cg);
   std::vector<float> mean;
   for (const auto& v : cg.values) {
     if (v.name == "0.mean") mean.assign(v.constant->f32().begin(), v.constant->f32().end());
   }
   ASSERT_EQ(mean.size(), 30u);
-  const Tensor cin = Tensor::from_floats({1, 30}, mean);
-  const Tensor cref = cexec.run({cin})[0];
-  const Tensor cgot = cclient.decrypt(csession.answer(cclient.encrypt(cin)));
-  ASSERT_EQ(cgot.numel(), 1);
-  EXPECT_NEAR(cgot.f32()[0], cref.f32()[0], 1e-3);
+  for (double bound : {0.0, 5000.0}) {
+    ProgramOptions co;
+    co.input_bound = bound;
+    auto cprog = Program::build(cg, co);
+    EXPECT_EQ(cprog->spec().input_bound, bound);
+    Client cclient(ClientSpec::parse(cprog->spec().serialize()));
+    ServerSession csession(*cprog, cclient.keys_message());
+    for (float f : {0.5f, 1.0f, 1.5f}) {
+      std::vector<float> x = mean;
+      for (float& v : x) v *= f;
+      const Tensor cin = Tensor::from_floats({1, 30}, x);
+      const Tensor cref = cexec.run({cin})[0];
+      const Tensor cgot = cclient.decrypt(csession.answer(cclient.encrypt(cin)));
+      ASSERT_EQ(cgot.numel(), 1);
+      EXPECT_NEAR(cgot.f32()[0], cref.f32()[0], 1e-4) << "bound " << bound << ", x" << f;
+    }
+  }
 }
 
 // Timing of one query end to end in process (client encrypt including the
