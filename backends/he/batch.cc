@@ -54,6 +54,7 @@
 #include "core/error.h"
 #include "he/ckks.h"
 #include "he/lincomb.h"
+#include "he/ntt.h"
 
 namespace blindfold::backends::heplan {
 namespace {
@@ -166,12 +167,60 @@ struct Step {
   int level = 0;  // the level it reads (writes level - 1)
   double in_scale = 0, out_scale = 0, weight_scale = 0;
   std::int64_t in_count = 0, out_count = 0;
-  std::vector<Block> blocks;    // linear
-  std::vector<double> b;        // kPoly: per element
-  std::int64_t macs = 0;        // scalar products per sample (linear)
-  double bound = 0;             // max |value| after the step
+  std::vector<Block> blocks;                      // linear
+  std::vector<double> b;                          // kPoly: per element
+  std::vector<std::vector<std::uint64_t>> b_res;  // kPoly: round(b * in_scale) mod q_i
+  std::int64_t macs = 0;                          // scalar products per sample (linear)
+  double bound = 0;                               // max |value| after the step
   double sigma = 0, worst = 0;  // max noise std and worst-case rounding after the step
+  // Set on a linear step followed by x(x+b) and a Dense layer: the three run
+  // fused, A's outputs a chunk at a time (see Chunk).
+  std::vector<struct Chunk> chunks;
 };
+
+// One chunk of a fused [linear A, x(x+b), Dense B]: some of A's blocks,
+// their outputs numbered 0.. locally, and B restricted to those inputs, so
+// that only a chunk of A's outputs is ever held (fmnist-he: about 200 of
+// 1352 ciphertexts) and B's sums accumulate chunk by chunk.
+struct Chunk {
+  std::vector<Block> a;             // outputs renumbered to local indices
+  std::vector<std::uint32_t> outs;  // A's output index of each local output
+  Block b;                          // inputs local; bias column nonzero in chunk 0 only
+};
+constexpr std::size_t kChunkOutputs = 208;
+
+std::vector<Chunk> make_chunks(const Step& a, const Step& b) {
+  std::vector<Chunk> chunks;
+  const Block& bb = b.blocks.at(0);
+  const std::size_t k = bb.in.size(), m = bb.out.size();
+  for (std::size_t i = 0; i < a.blocks.size();) {
+    Chunk c;
+    while (i < a.blocks.size() && c.outs.size() < kChunkOutputs) {
+      Block blk = a.blocks[i++];
+      for (std::uint32_t& o : blk.out) {
+        c.outs.push_back(o);
+        o = static_cast<std::uint32_t>(c.outs.size() - 1);
+      }
+      blk.w.clear();
+      c.a.push_back(std::move(blk));
+    }
+    const std::size_t kc = c.outs.size();
+    c.b.in.resize(kc);
+    std::iota(c.b.in.begin(), c.b.in.end(), 0u);
+    c.b.out = bb.out;
+    c.b.res.assign(bb.res.size(), std::vector<std::uint64_t>(m * (kc + 1)));
+    for (std::size_t li = 0; li < bb.res.size(); ++li) {
+      for (std::size_t r = 0; r < m; ++r) {
+        for (std::size_t j = 0; j < kc; ++j) {
+          c.b.res[li][r * (kc + 1) + j] = bb.res[li][r * (k + 1) + c.outs[j]];
+        }
+        c.b.res[li][r * (kc + 1) + kc] = chunks.empty() ? bb.res[li][r * (k + 1) + k] : 0;
+      }
+    }
+    chunks.push_back(std::move(c));
+  }
+  return chunks;
+}
 
 // The plan's numbers for one candidate (N, s), without primes: 2^bits stands
 // in for each prime (exact enough for the budget and the magnitudes).
@@ -350,6 +399,89 @@ std::string fmt(double v, int prec = 3) {
   return o.str();
 }
 
+// Divides `rows` (comps polynomials of level + 1 limbs each, NTT form,
+// layout [k][i][n]) by q_level with rounding, as Evaluator::rescale does
+// (Cheon, Han, Kim, Kim and Song 2018), with the vector kernels of
+// he/modarith.h: writes comps x level limbs to `out` (layout [k][i][n]).
+// `x` and `t` are scratch of n words each.
+void rescale_rows(const he::CkksContext& ctx, const std::uint64_t* rows, std::size_t comps,
+                  int level, std::uint64_t* out, std::span<std::uint64_t> x,
+                  std::span<std::uint64_t> t) {
+  const std::size_t n = ctx.n();
+  const auto last = sz(level);
+  const he::Modulus& ql = ctx.modulus(last);
+  const std::uint64_t half = ql.value() >> 1;
+  for (std::size_t k = 0; k < comps; ++k) {
+    const std::uint64_t* src = rows + (k * (last + 1) + last) * n;
+    std::copy(src, src + n, x.begin());
+    he::ntt_inverse(x, ctx.ntt(last));
+    for (std::size_t c = 0; c < n; ++c) {
+      const std::uint64_t v = x[c] + half;
+      x[c] = v >= ql.value() ? v - ql.value() : v;
+    }
+    for (std::size_t i = 0; i < last; ++i) {
+      const he::Modulus& q = ctx.modulus(i);
+      const std::uint64_t qv = q.value();
+      const std::uint64_t half_i = he::barrett_reduce_64(half, q);
+      if (ql.value() < qv) {
+        for (std::size_t c = 0; c < n; ++c) {
+          const std::uint64_t d = x[c] + qv - half_i;
+          t[c] = d >= qv ? d - qv : d;
+        }
+      } else {
+        he::reduce_mod(x, q, t);
+        for (std::size_t c = 0; c < n; ++c) {
+          const std::uint64_t d = t[c] + qv - half_i;
+          t[c] = d >= qv ? d - qv : d;
+        }
+      }
+      he::ntt_forward(t, ctx.ntt(i));
+      const std::uint64_t* ci = rows + (k * (last + 1) + i) * n;
+      std::uint64_t* o = out + (k * last + i) * n;
+      he::sub_mod(std::span<const std::uint64_t>(ci, n), t, q, std::span<std::uint64_t>(o, n));
+      he::mul_scalar_mod(std::span<const std::uint64_t>(o, n), ctx.inv_last(level, i), q,
+                         std::span<std::uint64_t>(o, n));
+    }
+  }
+}
+
+// y (size 2, level l, before its rescale) -> rescaled by q_l, then
+// (y + b) y (size 3: d0 = (c0 + B) c0, d1 = (2 c0 + B) c1, d2 = c1^2, three
+// products per coefficient), rescaled by q_{l-1}, into a new ciphertext at
+// level l - 2. `b_res[i]` = round(b * scale of the rescaled y) mod q_i.
+he::Ciphertext activate(const he::CkksContext& ctx, const he::Ciphertext& y,
+                        std::span<const std::uint64_t> b_res, double out_scale) {
+  const std::size_t n = ctx.n();
+  const int l = y.level();
+  const std::size_t m = sz(l);  // limbs after the first rescale
+  thread_local std::vector<std::uint64_t> r, d, x, t;
+  r.resize(2 * m * n);
+  d.resize(3 * m * n);
+  x.resize(n);
+  t.resize(n);
+  rescale_rows(ctx, y.data().data(), 2, l, r.data(), x, t);
+  for (std::size_t i = 0; i < m; ++i) {
+    const he::Modulus& q = ctx.modulus(i);
+    const std::uint64_t qv = q.value(), bv = b_res[i];
+    const std::span<const std::uint64_t> c0(r.data() + i * n, n), c1(r.data() + (m + i) * n, n);
+    const std::span<std::uint64_t> d0(d.data() + i * n, n), d1(d.data() + (m + i) * n, n),
+        d2(d.data() + (2 * m + i) * n, n);
+    for (std::size_t c = 0; c < n; ++c) {  // x = c0 + B, t = 2 c0 + B
+      const std::uint64_t u = c0[c] + bv;
+      const std::uint64_t a = u >= qv ? u - qv : u;
+      x[c] = a;
+      const std::uint64_t v = a + c0[c];
+      t[c] = v >= qv ? v - qv : v;
+    }
+    he::mul_mod(x, c0, q, d0);
+    he::mul_mod(t, c1, q, d1);
+    he::mul_mod(c1, c1, q, d2);
+  }
+  he::Ciphertext z(ctx.id(), n, l - 2, out_scale, 3);
+  rescale_rows(ctx, d.data(), 3, l - 1, z.mutable_data().data(), x, t);
+  return z;
+}
+
 class BatchProgram final : public Program {
  public:
   BatchProgram(ClientSpec spec, std::shared_ptr<const he::CkksContext> ctx, std::vector<Step> steps,
@@ -382,7 +514,16 @@ class BatchProgram final : public Program {
   }
   std::vector<he::Ciphertext> run_linear(const Step& s, const EvalKeys& keys,
                                          std::vector<he::Ciphertext> x) const;
-  void run_poly(const Step& s, const EvalKeys& keys, std::vector<he::Ciphertext>& x) const;
+  std::vector<he::Ciphertext> run_fused(const Step& a, const Step& p, const Step& b,
+                                        const EvalKeys& keys, std::vector<he::Ciphertext> x) const;
+  void run_poly(const Step& s, const EvalKeys& keys, std::vector<he::Ciphertext>& x,
+                const std::vector<std::uint32_t>* index = nullptr) const;
+  std::vector<he::Ciphertext> allocate(std::size_t count, int level, double scale,
+                                       std::size_t comps, std::vector<std::uint64_t*>& base) const;
+  void combine(const std::vector<Block>& blocks, int level, std::size_t comps,
+               const std::vector<he::Ciphertext>& x, const std::vector<std::uint64_t*>& out_base,
+               bool accumulate) const;
+  void finish_linear(const Step& s, const EvalKeys& keys, std::vector<he::Ciphertext>& out) const;
 
   ClientSpec spec_;
   std::shared_ptr<const he::CkksContext> ctx_;
@@ -393,19 +534,24 @@ class BatchProgram final : public Program {
   std::vector<std::uint64_t> ones_, zeros_;
 };
 
-std::vector<he::Ciphertext> BatchProgram::run_linear(const Step& s, const EvalKeys& keys,
-                                                     std::vector<he::Ciphertext> x) const {
-  const std::size_t n = ctx_->n();
-  const std::size_t limbs = sz(s.level) + 1;
-  const std::size_t comps = x.front().size();
+std::vector<he::Ciphertext> BatchProgram::allocate(std::size_t count, int level, double scale,
+                                                   std::size_t comps,
+                                                   std::vector<std::uint64_t*>& base) const {
   std::vector<he::Ciphertext> out;
-  out.reserve(sz(s.out_count));
-  const double pre_scale = s.out_scale * static_cast<double>(ctx_->modulus(sz(s.level)).value());
-  std::vector<std::uint64_t*> out_base(sz(s.out_count));
-  for (std::int64_t r = 0; r < s.out_count; ++r) {
-    out.emplace_back(ctx_->id(), n, s.level, pre_scale, comps);
-    out_base[sz(r)] = out.back().mutable_data().data();
+  out.reserve(count);
+  base.resize(count);
+  for (std::size_t r = 0; r < count; ++r) {
+    out.emplace_back(ctx_->id(), ctx_->n(), level, scale, comps);
+    base[r] = out.back().mutable_data().data();
   }
+  return out;
+}
+
+void BatchProgram::combine(const std::vector<Block>& blocks, int level, std::size_t comps,
+                           const std::vector<he::Ciphertext>& x,
+                           const std::vector<std::uint64_t*>& out_base, bool accumulate) const {
+  const std::size_t n = ctx_->n();
+  const std::size_t limbs = sz(level) + 1;
   // Tasks: (component, limb, quarter of the coefficients).
   constexpr std::size_t kParts = 4;
   const std::size_t part = n / kParts;
@@ -417,18 +563,20 @@ std::vector<he::Ciphertext> BatchProgram::run_linear(const Step& s, const EvalKe
     const he::Modulus& q = ctx_->modulus(i);
     std::vector<const std::uint64_t*> in;
     std::vector<std::uint64_t*> o;
-    for (const Block& b : s.blocks) {
+    for (const Block& b : blocks) {
       in.clear();
       o.clear();
       for (std::uint32_t j : b.in) in.push_back(x[j].data().data() + off);
       in.push_back((k == 0 ? ones_.data() : zeros_.data()) + p * part);
       for (std::uint32_t r : b.out) o.push_back(out_base[r] + off);
-      he::lincomb(in, b.res[i], q, o, part);
+      he::lincomb(in, b.res[i], q, o, part, accumulate);
     }
   });
-  x.clear();
-  x.shrink_to_fit();
-  parallel(s.out_count, [&](std::int64_t r) {
+}
+
+void BatchProgram::finish_linear(const Step& s, const EvalKeys& keys,
+                                 std::vector<he::Ciphertext>& out) const {
+  parallel(static_cast<std::int64_t>(out.size()), [&](std::int64_t r) {
     // Relinearize first: a size-3 rescale would add e2 s^2 (hundreds of times
     // the size-2 rounding), and the key switching noise is then divided by q_l.
     he::Ciphertext& c = out[sz(r)];
@@ -436,15 +584,58 @@ std::vector<he::Ciphertext> BatchProgram::run_linear(const Step& s, const EvalKe
     eval_.rescale_inplace(c);
     c.set_scale(s.out_scale);
   });
+}
+
+std::vector<he::Ciphertext> BatchProgram::run_linear(const Step& s, const EvalKeys& keys,
+                                                     std::vector<he::Ciphertext> x) const {
+  const std::size_t comps = x.front().size();
+  std::vector<std::uint64_t*> base;
+  const double pre_scale = s.out_scale * static_cast<double>(ctx_->modulus(sz(s.level)).value());
+  std::vector<he::Ciphertext> out = allocate(sz(s.out_count), s.level, pre_scale, comps, base);
+  combine(s.blocks, s.level, comps, x, base, false);
+  x.clear();
+  x.shrink_to_fit();
+  finish_linear(s, keys, out);
   return out;
 }
 
-void BatchProgram::run_poly(const Step& s, const EvalKeys& keys,
-                            std::vector<he::Ciphertext>& x) const {
+std::vector<he::Ciphertext> BatchProgram::run_fused(const Step& a, const Step& p, const Step& b,
+                                                    const EvalKeys& keys,
+                                                    std::vector<he::Ciphertext> x) const {
+  const std::size_t comps = x.front().size();
+  std::vector<std::uint64_t*> acc_base, base;
+  const double b_pre = b.out_scale * static_cast<double>(ctx_->modulus(sz(b.level)).value());
+  const double a_pre = a.out_scale * static_cast<double>(ctx_->modulus(sz(a.level)).value());
+  std::vector<he::Ciphertext> acc;
+  bool first = true;
+  for (const Chunk& c : a.chunks) {
+    std::vector<he::Ciphertext> y = allocate(c.outs.size(), a.level, a_pre, comps, base);
+    combine(c.a, a.level, comps, x, base, false);
+    if (comps == 2) {
+      // Rescale, x (x + b) and rescale in one pass per ciphertext.
+      parallel(static_cast<std::int64_t>(y.size()), [&](std::int64_t e) {
+        y[sz(e)] = activate(*ctx_, y[sz(e)], p.b_res[c.outs[sz(e)]], p.out_scale);
+      });
+    } else {
+      finish_linear(a, keys, y);
+      run_poly(p, keys, y, &c.outs);
+    }
+    if (first) acc = allocate(sz(b.out_count), b.level, b_pre, y.front().size(), acc_base);
+    combine({c.b}, b.level, y.front().size(), y, acc_base, !first);
+    first = false;
+  }
+  x.clear();
+  x.shrink_to_fit();
+  finish_linear(b, keys, acc);
+  return acc;
+}
+
+void BatchProgram::run_poly(const Step& s, const EvalKeys& keys, std::vector<he::Ciphertext>& x,
+                            const std::vector<std::uint32_t>* index) const {
   parallel(static_cast<std::int64_t>(x.size()), [&](std::int64_t e) {
     he::Ciphertext& y = x[sz(e)];
     if (y.size() == 3) eval_.relinearize_inplace(y, keys.relin);
-    const he::Ciphertext t = eval_.add_scalar(y, s.b[sz(e)]);
+    const he::Ciphertext t = eval_.add_scalar(y, s.b[index ? (*index)[sz(e)] : sz(e)]);
     y = eval_.multiply(t, y);
     eval_.rescale_inplace(y);
     y.set_scale(s.out_scale);
@@ -479,8 +670,12 @@ std::vector<he::Ciphertext> BatchProgram::evaluate(const EvalKeys& keys,
     }
   }
   std::vector<he::Ciphertext> x = std::move(inputs);
-  for (const Step& s : steps_) {
-    if (is_linear(s.kind)) {
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    const Step& s = steps_[i];
+    if (!s.chunks.empty()) {
+      x = run_fused(s, steps_[i + 1], steps_[i + 2], keys, std::move(x));
+      i += 2;
+    } else if (is_linear(s.kind)) {
       x = run_linear(s, keys, std::move(x));
     } else {
       run_poly(s, keys, x);
@@ -655,6 +850,24 @@ std::unique_ptr<Program> build_batch(const Chain& chain, const ProgramOptions& o
       }
       b.w.clear();
       b.w.shrink_to_fit();
+    }
+  }
+  for (Step& s : plan.steps) {
+    if (s.kind != LayerKind::kPoly) continue;
+    for (double bv : s.b) {
+      std::vector<std::uint64_t> res(sz(s.level) + 1);
+      for (int li = 0; li <= s.level; ++li) {
+        res[sz(li)] = he::rounded_residue(bv * s.in_scale, ctx->modulus(sz(li)));
+      }
+      s.b_res.push_back(std::move(res));
+    }
+  }
+  for (std::size_t i = 0; i + 2 < plan.steps.size(); ++i) {
+    Step& s = plan.steps[i];
+    if (is_linear(s.kind) && plan.steps[i + 1].kind == LayerKind::kPoly &&
+        plan.steps[i + 2].kind == LayerKind::kDense && plan.steps[i + 2].blocks.size() == 1) {
+      s.chunks = make_chunks(s, plan.steps[i + 2]);
+      i += 2;
     }
   }
   ClientSpec spec;
