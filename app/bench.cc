@@ -83,7 +83,9 @@ std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const 
   const backends::Support s = backend->supports_with(graph, bo);
   if (!s.ok) {
     throw_error(ErrorCategory::kUnsupported,
-                "backend '" + name + "' cannot run node '" + s.node + "': " + s.reason);
+                "backend '" + name + "' cannot run " +
+                    (s.node.empty() ? std::string("this model") : "node '" + s.node + "'") + ": " +
+                    s.reason);
   }
   backend->setup(graph, bo);
   return backend;

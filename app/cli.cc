@@ -11,9 +11,11 @@
 
 #include "app/bench.h"
 #include "app/datasets.h"
+#include "app/he_serve.h"
 #include "app/netproxy.h"
 #include "app/party.h"
 #include "backends/backend.h"
+#include "backends/he/program.h"
 #include "core/error.h"
 #include "core/npy.h"
 #include "model/cost.h"
@@ -158,26 +160,50 @@ int cmd_bench(const std::string& path, const BenchOptions& o, bool json) {
                 100 * *r.accuracy, static_cast<long long>(r.samples),
                 100 * *r.agreement_with_plain);
   }
+  for (const auto& [name, value] : r.detail) std::printf("%s: %.6g\n", name.c_str(), value);
   std::printf("trust: %s\n", r.trust.summary.c_str());
+  return 0;
+}
+
+// The he backend's plan: mode, parameters and why, layers, keys, error budget.
+int cmd_he_plan(const std::string& path, const backends::BackendOptions& bo) {
+  const model::Graph g = model::import_onnx_file(path);
+  backends::heplan::ProgramOptions po;
+  po.mode = backends::heplan::parse_mode(bo.he_mode.empty() ? "latency" : bo.he_mode);
+  po.input_bound = bo.input_bound;
+  const auto program = backends::heplan::Program::build(g, po);
+  std::printf("\n%s", program->describe().c_str());
   return 0;
 }
 
 struct DemoModel {
   const char* file;
   const char* dataset;
+  // he: |input| bound for models that declare none (cancer-logreg takes raw
+  // features; the largest in the table is 4254). 0: the model's metadata.
+  double he_input_bound = 0;
 };
+
+// The he rows of the demo: latency mode on a few samples (one query each),
+// batch mode on the 500 with few timed runs (each a whole batch's cost).
+constexpr int kDemoHeLatencySamples = 100;
+constexpr int kDemoHeLatencyRuns = 5;
+constexpr int kDemoHeBatchRuns = 3;
 
 int cmd_demo(const std::string& models_dir, unsigned threads) {
   const DemoModel models[] = {{"fmnist-mlp.onnx", "fmnist"},
                               {"fmnist-lenet.onnx", "fmnist"},
                               {"fmnist-he.onnx", "fmnist"},
-                              {"cancer-logreg.onnx", "cancer"}};
+                              {"cancer-logreg.onnx", "cancer", 4300}};
   std::printf("Blindfold demo: every shipped model, every backend in this build.\n");
-  std::printf("Accuracy on the full test set (plain) or its first 500 samples (mpc2, mpc3); latency\n"
-              "is the median of 20 single-sample runs (mpc2: offline + online; rounds: online).\n\n");
+  std::printf(
+      "Accuracy on the full test set (plain), its first 500 samples (mpc2, mpc3, he-batch) or\n"
+      "first %d (he: latency mode). Latency: median of 20 single-sample runs (he: %d, he-batch:\n"
+      "%d, each a whole batch's work; mpc2: offline + online). Rounds: online (he: queries).\n"
+      "Samples/s: over the accuracy run (he-batch: a slot's worth of samples per query).\n\n",
+      kDemoHeLatencySamples, kDemoHeLatencyRuns, kDemoHeBatchRuns);
   std::printf("%-14s %-8s %9s %10s %8s %12s %12s %10s %7s  %s\n", "model", "backend", "accuracy",
               "agreement", "samples", "latency ms", "samples/s", "bytes", "rounds", "trust");
-  std::vector<std::string> trust_lines;
   for (const auto& m : models) {
     const std::string path = models_dir + "/" + m.file;
     const model::Graph g = model::import_onnx_file(path);
@@ -190,24 +216,47 @@ int cmd_demo(const std::string& models_dir, unsigned threads) {
       o.dataset = m.dataset;
       o.models_dir = models_dir;
       if (b != "plain") {
-        // Secret-shared rows: accuracy on the first 500 samples (the full
-        // test set: `blindfold eval`, figures in docs/BENCHMARKS.md).
+        // Private rows: accuracy on the first 500 samples (the full test
+        // set: `blindfold eval`, figures in docs/BENCHMARKS.md).
         o.eval_limit = 500;
         o.eval_batch = b == "mpc2" ? 8 : 64;
       }
-      const backends::Support sup = backends::make_backend(b)->supports(g);
-      if (!sup.ok) {
-        std::printf("%-14s %-8s unsupported: %s\n", model_stem(path).c_str(), b.c_str(), sup.reason.c_str());
-        continue;
+      // he runs twice: latency mode (one sample per query) and batch mode
+      // (one sample per slot, the whole evaluation in one query).
+      std::vector<std::pair<std::string, BenchOptions>> rows;
+      if (b == "he") {
+        o.input_bound = m.he_input_bound;
+        BenchOptions lat = o, bat = o;
+        lat.he_mode = "latency";
+        lat.runs = kDemoHeLatencyRuns;
+        lat.eval_limit = kDemoHeLatencySamples;
+        bat.he_mode = "batch";
+        bat.runs = kDemoHeBatchRuns;
+        bat.warmup = 1;
+        bat.eval_batch = 1 << 20;  // the backend splits it into queries of the slot count
+        rows = {{"he", lat}, {"he-batch", bat}};
+      } else {
+        rows = {{b, o}};
       }
-      const BenchResult r = run_bench(g, model_stem(path), o);
-      std::printf("%-14s %-8s %8.2f%% %9.2f%% %8lld %12.3f %12.0f %10lld %7lld  %s\n", r.model.c_str(),
-                  r.backend.c_str(), 100 * r.accuracy.value_or(0),
-                  100 * r.agreement_with_plain.value_or(0), static_cast<long long>(r.samples),
-                  r.latency_ms.median, r.throughput,
-                  static_cast<long long>(r.setup_bytes + r.online_bytes + r.offline_bytes),
-                  static_cast<long long>(r.online_rounds), r.trust.summary.c_str());
-      std::fflush(stdout);
+      for (const auto& [label, ro] : rows) {
+        backends::BackendOptions bo;
+        bo.he_mode = ro.he_mode;
+        bo.input_bound = ro.input_bound;
+        const backends::Support sup = backends::make_backend(b)->supports_with(g, bo);
+        if (!sup.ok) {
+          std::printf("%-14s %-8s unsupported: %s\n", model_stem(path).c_str(), label.c_str(),
+                      sup.reason.c_str());
+          continue;
+        }
+        const BenchResult r = run_bench(g, model_stem(path), ro);
+        std::printf("%-14s %-8s %8.2f%% %9.2f%% %8lld %12.3f %12.0f %10lld %7lld  %s\n",
+                    r.model.c_str(), label.c_str(), 100 * r.accuracy.value_or(0),
+                    100 * r.agreement_with_plain.value_or(0), static_cast<long long>(r.samples),
+                    r.latency_ms.median, r.throughput,
+                    static_cast<long long>(r.setup_bytes + r.online_bytes + r.offline_bytes),
+                    static_cast<long long>(r.online_rounds), r.trust.summary.c_str());
+        std::fflush(stdout);
+      }
     }
   }
   return 0;
@@ -229,11 +278,17 @@ int main(int argc, char** argv) {
   int frac_bits = 0;
   double input_bound = 0;
   std::string reveal;
+  std::string he_mode;
   auto mpc_options = [&](CLI::App* c) {
+    c->add_option("--he-mode", he_mode,
+                  "he: latency (one sample per query, packed in slots; default) | batch (one "
+                  "sample per slot)")
+        ->check(CLI::IsMember({"latency", "batch"}));
     c->add_option("--frac-bits", frac_bits, "mpc2/mpc3: fixed-point fractional bits (default 12)");
     c->add_option("--input-bound", input_bound,
-                  "mpc2/mpc3: |input| bound the comparisons are sized for (default: the model's "
-                  "blindfold.input_bound metadata; none = full 64-bit comparisons)")
+                  "mpc2/mpc3: |input| bound the comparisons are sized for; he: the bound of the "
+                  "error budget (default: the model's blindfold.input_bound metadata; none = "
+                  "full 64-bit comparisons, he assumes 1)")
         ->check(positive_finite());
     c->add_option("--reveal", reveal, "mpc2/mpc3: what the client learns: logits (default) | label")
         ->check(CLI::IsMember({"logits", "label"}));
@@ -241,6 +296,11 @@ int main(int argc, char** argv) {
 
   auto* inspect = app.add_subcommand("inspect", "ops, shapes, parameters and MACs per layer");
   inspect->add_option("model", model_path, "ONNX model file")->required();
+  inspect->add_option("--backend,-b", backend, "he: also print the CKKS plan");
+  inspect->add_option("--he-mode", he_mode, "he: latency (default) | batch")
+      ->check(CLI::IsMember({"latency", "batch"}));
+  inspect->add_option("--input-bound", input_bound, "he: |input| bound of the error budget")
+      ->check(positive_finite());
 
   auto* run = app.add_subcommand("run", "run a model on .npy inputs, write .npy outputs");
   run->add_option("model", model_path, "ONNX model file")->required();
@@ -281,6 +341,8 @@ int main(int argc, char** argv) {
   const auto net_cmds = add_net_commands(app);
   // certs, party: the multi-process party mesh over TLS (net/mesh.h).
   const auto party_cmds = add_party_commands(app);
+  // serve, infer: the he backend's server and client over TLS.
+  const auto he_cmds = add_he_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -294,7 +356,15 @@ int main(int argc, char** argv) {
     bo.frac_bits = frac_bits;
     bo.output = reveal;
     bo.input_bound = input_bound;
-    if (*inspect) return cmd_inspect(model_path);
+    bo.he_mode = he_mode;
+    if (*inspect) {
+      const int rc = cmd_inspect(model_path);
+      if (backend == "he") return cmd_he_plan(model_path, bo);
+      if (backend != "plain") {
+        throw_error(ErrorCategory::kBadInput, "inspect: --backend prints the plan of he only");
+      }
+      return rc;
+    }
     if (*run) return cmd_run(model_path, backend, inputs, outputs, bo);
     if (*eval) {
       if (eval_batch < 1) throw_error(ErrorCategory::kBadInput, "--batch must be at least 1");
@@ -309,6 +379,7 @@ int main(int argc, char** argv) {
       o.frac_bits = frac_bits;
       o.output = reveal;
       o.input_bound = input_bound;
+      o.he_mode = he_mode;
       if (!dataset.empty()) o.dataset = dataset;
       o.eval_limit = limit;
       o.models_dir = models_dir;
@@ -318,6 +389,7 @@ int main(int argc, char** argv) {
     if (*demo) return cmd_demo(models_dir, threads);
     if (net_cmds->selected()) return net_cmds->run();
     if (party_cmds->selected()) return party_cmds->run();
+    if (he_cmds->selected()) return he_cmds->run();
   } catch (const Error& e) {
     std::fprintf(stderr, "blindfold: %s: %s\n", std::string(category_name(e.category())).c_str(),
                  e.what());

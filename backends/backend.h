@@ -65,7 +65,8 @@ struct BackendOptions {
   std::string output;
   /// MPC backends: the bound |input| <= input_bound the comparisons are
   /// sized for (backends/mpc/plan.h); 0: the model's "blindfold.input_bound"
-  /// metadata, and without it full 64-bit comparisons.
+  /// metadata, and without it full 64-bit comparisons. he: the bound its
+  /// error budget assumes (0: the metadata, else 1).
   double input_bound = 0;
   /// The he backend's mode: "latency" (one sample per query, packed in
   /// slots) or "batch" (one sample per slot); "": latency.
