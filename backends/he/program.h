@@ -32,6 +32,13 @@
 //                   count x (u64 length | he::save(ciphertext, seeded))
 //  - response:      "BFHR" | u32 version (1) | u64 samples | u32 count |
 //                   count x (u64 length | he::save(ciphertext))
+//    Latency mode: a query of B samples holds B x input_cts ciphertexts,
+//    sample by sample, and the server evaluates each sample on its own; the
+//    response holds the B results one after the other (the same count per
+//    sample). Batch mode: numel(input_shape) ciphertexts up,
+//    numel(output_shape) down, whatever B.
+//  - the spec:      "BFHS" | u32 version (1) | the fields of ClientSpec in
+//                   declaration order (program.cc, ClientSpec::serialize).
 #pragma once
 
 #include <cstdint>
@@ -80,7 +87,8 @@ struct ClientSpec {
   std::vector<std::int32_t> out_ct, out_slot;
   // Batch mode: query ciphertext i holds input element i of every sample
   // (sample b in slot b, numel(input_shape) ciphertexts); response
-  // ciphertext k holds output element k of every sample.
+  // ciphertext k holds output element k of every sample. input_cts is 0 or
+  // numel(input_shape) and the maps are empty (parse() refuses others).
 
   /// The plan's error budget: the largest absolute error expected at the
   /// output (CKKS noise and encoding), and the largest output magnitude.
