@@ -143,28 +143,32 @@ BF_AVX512_IFMA void lincomb_ifma(const std::uint64_t* const* in, std::size_t k,
   cs.r52_shoup = _mm512_set1_epi64(static_cast<long long>((u128{r52} << 52) / q.value()));
   cs.mask52 = _mm512_set1_epi64(static_cast<long long>((std::uint64_t{1} << 52) - 1));
   cs.inv_q = _mm512_set1_pd(1.0 / static_cast<double>(q.value()));
-  // Coefficient blocks of 256 keep a block of every input (k x 2 KiB) in L2
-  // while the output groups sweep it.
-  constexpr std::size_t kBlock = 256;
+  // Coefficient blocks keep a block of every input (k x 8 x block bytes,
+  // at most about 1 MiB) in L2 while the output groups sweep it.
+  const std::size_t kBlock = std::clamp<std::size_t>(
+      (std::size_t{1} << 17) / std::max<std::size_t>(k, 1) / 16 * 16, 16, 256);
   for (std::size_t b0 = c_begin; b0 < c_end; b0 += kBlock) {
     const std::size_t b1 = std::min(c_end, b0 + kBlock);
     for (std::size_t j0 = 0; j0 < k || j0 == 0; j0 += kIfmaTerms) {
       const std::size_t j1 = std::min(k, j0 + kIfmaTerms);
       const bool add = accumulate || j0 > 0;
+      // Output groups of at most 6, as even as possible (8 outputs: 4 + 4,
+      // not 6 + 2: a small group loads its inputs for few products).
+      const std::size_t groups = (m + 5) / 6;
       std::size_t r = 0;
-      for (; r + 6 <= m; r += 6) {
-        for (std::size_t c = b0; c < b1; c += 16)
-          tile_ifma<6>(in, k, j0, j1, w + r * k, out + r, c, add, cs);
-      }
-      const std::size_t rest = m - r;
-      for (std::size_t c = b0; c < b1 && rest > 0; c += 16) {
-        switch (rest) {
-          case 1: tile_ifma<1>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
-          case 2: tile_ifma<2>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
-          case 3: tile_ifma<3>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
-          case 4: tile_ifma<4>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
-          default: tile_ifma<5>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
+      for (std::size_t g = 0; g < groups; ++g) {
+        const std::size_t size = m / groups + (g < m % groups ? 1 : 0);
+        for (std::size_t c = b0; c < b1; c += 16) {
+          switch (size) {
+            case 1: tile_ifma<1>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
+            case 2: tile_ifma<2>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
+            case 3: tile_ifma<3>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
+            case 4: tile_ifma<4>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
+            case 5: tile_ifma<5>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
+            default: tile_ifma<6>(in, k, j0, j1, w + r * k, out + r, c, add, cs); break;
+          }
         }
+        r += size;
       }
       if (k == 0) break;
     }

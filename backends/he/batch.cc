@@ -54,6 +54,7 @@
 #include "core/error.h"
 #include "he/ckks.h"
 #include "he/lincomb.h"
+#include "he/memory.h"
 #include "he/ntt.h"
 
 namespace blindfold::backends::heplan {
@@ -438,28 +439,29 @@ void rescale_rows(const he::CkksContext& ctx, const std::uint64_t* rows, std::si
       he::ntt_forward(t, ctx.ntt(i));
       const std::uint64_t* ci = rows + (k * (last + 1) + i) * n;
       std::uint64_t* o = out + (k * last + i) * n;
-      he::sub_mod(std::span<const std::uint64_t>(ci, n), t, q, std::span<std::uint64_t>(o, n));
+      // (c - t) q_l^-1: c + q - t in [1, 2q), reduced by the Shoup product.
+      for (std::size_t c = 0; c < n; ++c) o[c] = ci[c] + qv - t[c];
       he::mul_scalar_mod(std::span<const std::uint64_t>(o, n), ctx.inv_last(level, i), q,
                          std::span<std::uint64_t>(o, n));
     }
   }
 }
 
-// y (size 2, level l, before its rescale) -> rescaled by q_l, then
-// (y + b) y (size 3: d0 = (c0 + B) c0, d1 = (2 c0 + B) c1, d2 = c1^2, three
-// products per coefficient), rescaled by q_{l-1}, into a new ciphertext at
-// level l - 2. `b_res[i]` = round(b * scale of the rescaled y) mod q_i.
-he::Ciphertext activate(const he::CkksContext& ctx, const he::Ciphertext& y,
-                        std::span<const std::uint64_t> b_res, double out_scale) {
+// y (size 2, level l, before its rescale; rows [k][i][n]) -> rescaled by
+// q_l, then (y + b) y (size 3: d0 = (c0 + B) c0, d1 = (2 c0 + B) c1,
+// d2 = c1^2, three products per coefficient), rescaled by q_{l-1}: z, size 3
+// at level l - 2 (rows [k][i][n]). `b_res[i]` = round(b * scale of the
+// rescaled y) mod q_i.
+void activate(const he::CkksContext& ctx, const std::uint64_t* y, int l,
+              std::span<const std::uint64_t> b_res, std::uint64_t* z) {
   const std::size_t n = ctx.n();
-  const int l = y.level();
   const std::size_t m = sz(l);  // limbs after the first rescale
-  thread_local std::vector<std::uint64_t> r, d, x, t;
+  thread_local he::PolyVector r, d, x, t;
   r.resize(2 * m * n);
   d.resize(3 * m * n);
   x.resize(n);
   t.resize(n);
-  rescale_rows(ctx, y.data().data(), 2, l, r.data(), x, t);
+  rescale_rows(ctx, y, 2, l, r.data(), x, t);
   for (std::size_t i = 0; i < m; ++i) {
     const he::Modulus& q = ctx.modulus(i);
     const std::uint64_t qv = q.value(), bv = b_res[i];
@@ -477,9 +479,14 @@ he::Ciphertext activate(const he::CkksContext& ctx, const he::Ciphertext& y,
     he::mul_mod(t, c1, q, d1);
     he::mul_mod(c1, c1, q, d2);
   }
-  he::Ciphertext z(ctx.id(), n, l - 2, out_scale, 3);
-  rescale_rows(ctx, d.data(), 3, l - 1, z.mutable_data().data(), x, t);
-  return z;
+  rescale_rows(ctx, d.data(), 3, l - 1, z, x, t);
+}
+
+std::vector<const std::uint64_t*> bases(const std::vector<he::Ciphertext>& x) {
+  std::vector<const std::uint64_t*> b;
+  b.reserve(x.size());
+  for (const he::Ciphertext& c : x) b.push_back(c.data().data());
+  return b;
 }
 
 class BatchProgram final : public Program {
@@ -521,8 +528,8 @@ class BatchProgram final : public Program {
   std::vector<he::Ciphertext> allocate(std::size_t count, int level, double scale,
                                        std::size_t comps, std::vector<std::uint64_t*>& base) const;
   void combine(const std::vector<Block>& blocks, int level, std::size_t comps,
-               const std::vector<he::Ciphertext>& x, const std::vector<std::uint64_t*>& out_base,
-               bool accumulate) const;
+               const std::vector<const std::uint64_t*>& in_base,
+               const std::vector<std::uint64_t*>& out_base, bool accumulate) const;
   void finish_linear(const Step& s, const EvalKeys& keys, std::vector<he::Ciphertext>& out) const;
 
   ClientSpec spec_;
@@ -547,8 +554,9 @@ std::vector<he::Ciphertext> BatchProgram::allocate(std::size_t count, int level,
   return out;
 }
 
+// Inputs and outputs: rows [k][i][n] (a ciphertext's layout) at `level`.
 void BatchProgram::combine(const std::vector<Block>& blocks, int level, std::size_t comps,
-                           const std::vector<he::Ciphertext>& x,
+                           const std::vector<const std::uint64_t*>& in_base,
                            const std::vector<std::uint64_t*>& out_base, bool accumulate) const {
   const std::size_t n = ctx_->n();
   const std::size_t limbs = sz(level) + 1;
@@ -566,7 +574,7 @@ void BatchProgram::combine(const std::vector<Block>& blocks, int level, std::siz
     for (const Block& b : blocks) {
       in.clear();
       o.clear();
-      for (std::uint32_t j : b.in) in.push_back(x[j].data().data() + off);
+      for (std::uint32_t j : b.in) in.push_back(in_base[j] + off);
       in.push_back((k == 0 ? ones_.data() : zeros_.data()) + p * part);
       for (std::uint32_t r : b.out) o.push_back(out_base[r] + off);
       he::lincomb(in, b.res[i], q, o, part, accumulate);
@@ -592,7 +600,7 @@ std::vector<he::Ciphertext> BatchProgram::run_linear(const Step& s, const EvalKe
   std::vector<std::uint64_t*> base;
   const double pre_scale = s.out_scale * static_cast<double>(ctx_->modulus(sz(s.level)).value());
   std::vector<he::Ciphertext> out = allocate(sz(s.out_count), s.level, pre_scale, comps, base);
-  combine(s.blocks, s.level, comps, x, base, false);
+  combine(s.blocks, s.level, comps, bases(x), base, false);
   x.clear();
   x.shrink_to_fit();
   finish_linear(s, keys, out);
@@ -602,26 +610,60 @@ std::vector<he::Ciphertext> BatchProgram::run_linear(const Step& s, const EvalKe
 std::vector<he::Ciphertext> BatchProgram::run_fused(const Step& a, const Step& p, const Step& b,
                                                     const EvalKeys& keys,
                                                     std::vector<he::Ciphertext> x) const {
+  const std::size_t n = ctx_->n();
   const std::size_t comps = x.front().size();
+  const auto in_base = bases(x);
   std::vector<std::uint64_t*> acc_base, base;
   const double b_pre = b.out_scale * static_cast<double>(ctx_->modulus(sz(b.level)).value());
-  const double a_pre = a.out_scale * static_cast<double>(ctx_->modulus(sz(a.level)).value());
-  std::vector<he::Ciphertext> acc;
+  std::vector<he::Ciphertext> acc = allocate(sz(b.out_count), b.level, b_pre, 3, acc_base);
+  std::size_t most = 0;
+  for (const Chunk& c : a.chunks) most = std::max(most, c.outs.size());
+  // A chunk's outputs and their activations as bare rows, reused from chunk
+  // to chunk (no zero fill, no fresh pages).
+  const std::size_t a_words = comps * (sz(a.level) + 1) * n;
+  const std::size_t z_words = 3 * (sz(b.level) + 1) * n;
+  he::PolyVector z_rows;
+  std::vector<he::Ciphertext> y;  // comps == 3: the general path
+  if (comps == 2) z_rows.resize(most * z_words);
   bool first = true;
   for (const Chunk& c : a.chunks) {
-    std::vector<he::Ciphertext> y = allocate(c.outs.size(), a.level, a_pre, comps, base);
-    combine(c.a, a.level, comps, x, base, false);
+    std::vector<const std::uint64_t*> z_base(c.outs.size());
     if (comps == 2) {
-      // Rescale, x (x + b) and rescale in one pass per ciphertext.
-      parallel(static_cast<std::int64_t>(y.size()), [&](std::int64_t e) {
-        y[sz(e)] = activate(*ctx_, y[sz(e)], p.b_res[c.outs[sz(e)]], p.out_scale);
+      // Per block of A (a conv position: every output channel), on one
+      // thread: its outputs, then for each the rescale, x (x + b) and the
+      // second rescale, while the block's rows are still in cache.
+      parallel(static_cast<std::int64_t>(c.a.size()), [&](std::int64_t bi) {
+        const Block& blk = c.a[sz(bi)];
+        thread_local he::PolyVector rows;
+        rows.resize(blk.out.size() * a_words);
+        for (std::size_t k = 0; k < comps; ++k) {
+          for (std::size_t i = 0; i <= sz(a.level); ++i) {
+            const std::size_t off = (k * (sz(a.level) + 1) + i) * n;
+            std::vector<const std::uint64_t*> in;
+            std::vector<std::uint64_t*> o;
+            for (std::uint32_t j : blk.in) in.push_back(in_base[j] + off);
+            in.push_back((k == 0 ? ones_.data() : zeros_.data()));
+            for (std::size_t r = 0; r < blk.out.size(); ++r)
+              o.push_back(rows.data() + r * a_words + off);
+            he::lincomb(in, blk.res[i], ctx_->modulus(i), o, n);
+          }
+        }
+        for (std::size_t r = 0; r < blk.out.size(); ++r) {
+          const std::uint32_t e = blk.out[r];
+          activate(*ctx_, rows.data() + r * a_words, a.level, p.b_res[c.outs[e]],
+                   z_rows.data() + e * z_words);
+        }
       });
+      for (std::size_t j = 0; j < c.outs.size(); ++j) z_base[j] = z_rows.data() + j * z_words;
+      combine({c.b}, b.level, 3, z_base, acc_base, !first);
     } else {
+      const double a_pre = a.out_scale * static_cast<double>(ctx_->modulus(sz(a.level)).value());
+      y = allocate(c.outs.size(), a.level, a_pre, comps, base);
+      combine(c.a, a.level, comps, in_base, base, false);
       finish_linear(a, keys, y);
       run_poly(p, keys, y, &c.outs);
+      combine({c.b}, b.level, 3, bases(y), acc_base, !first);
     }
-    if (first) acc = allocate(sz(b.out_count), b.level, b_pre, y.front().size(), acc_base);
-    combine({c.b}, b.level, y.front().size(), y, acc_base, !first);
     first = false;
   }
   x.clear();
