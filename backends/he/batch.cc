@@ -63,7 +63,7 @@ namespace {
 constexpr int kQ0Bits = 50;        // q0 and the special prime: the IFMA52 limit
 constexpr int kSpecialBits = 50;   // >= every chain prime: key switching noise ~ rescale noise
 constexpr int kMaxScaleBits = 48;  // below 2^50 (IFMA52) with room
-constexpr int kMinScaleBits = 24;
+constexpr int kMinScaleBits = 20;  // the IFMA52 lincomb's smallest prime
 constexpr double kMaxOutputError = 1.0 / 1024;  // 2^-10
 constexpr double kSigmas = 6;
 constexpr double kMinWeightScale = 1 << 20;  // weight precision floor (bits of Dw)
@@ -743,15 +743,23 @@ std::string BatchProgram::describe() const {
   o << " | special " << ctx_->modulus(ctx_->chain_size()).value() << "\n";
   o << "input: " << numel(spec_.input_shape) << " ciphertexts at level " << spec_.input_level
     << ", scale 2^" << spec_.log2_input_scale << ", |x| <= " << spec_.input_bound << "\n";
+  bool three = false;  // the step reads size-3 ciphertexts
   for (const Step& s : steps_) {
     o << "  " << kind_name(s.kind) << " '" << s.node << "': level " << s.level << " -> "
       << s.level - 1 << ", " << s.in_count << " -> " << s.out_count << " ciphertexts";
+    if (!s.chunks.empty()) {
+      o << " [fused with the next two layers in " << s.chunks.size() << " chunks of about "
+        << kChunkOutputs
+        << " outputs: per output one pass of rescale, x(x+b) and rescale, then the Dense sums]";
+    }
     if (is_linear(s.kind)) {
       o << ", " << s.macs << " scalar products (" << s.blocks.size() << " blocks), weights at 2^"
-        << fmt(std::log2(s.weight_scale), 4) << ", " << s.out_count << " rescales";
+        << fmt(std::log2(s.weight_scale), 4) << ", " << s.out_count << " rescales"
+        << (three ? " (each relinearized first)" : "");
     } else {
       o << ", " << s.out_count << " products + rescales (outputs left unrelinearized)";
     }
+    three = !is_linear(s.kind);
     o << ", scale 2^" << fmt(std::log2(s.out_scale), 6) << ", |y| <= " << fmt(s.bound)
       << ", noise sigma " << fmt(s.sigma) << "\n";
   }
