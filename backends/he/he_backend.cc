@@ -227,7 +227,8 @@ std::vector<Tensor> HeBackend::infer(const std::vector<Tensor>& inputs, RunMetri
                 {"key_bytes", static_cast<double>(key_bytes_)},
                 {"query_bytes", static_cast<double>(query_bytes)},
                 {"response_bytes", static_cast<double>(response_bytes)},
-                {"queries", static_cast<double>(queries.size())}};
+                {"queries", static_cast<double>(queries.size())},
+                {"max_batch", static_cast<double>(spec().max_batch)}};
     *metrics = std::move(m);
   }
   return {concat_rows(outs)};

@@ -48,7 +48,8 @@ class HeBackend final : public Backend {
   /// query: encrypt -> answer -> decrypt. Metrics: online = all queries (ms,
   /// query + response bytes), rounds = the number of queries (1 when the
   /// batch fits in one), detail = encrypt_ms, evaluate_ms, decrypt_ms,
-  /// key_bytes, query_bytes, response_bytes, queries.
+  /// key_bytes, query_bytes, response_bytes, queries, max_batch (samples a
+  /// query holds: a batch-mode query costs the same for 1 or max_batch).
   std::vector<Tensor> infer(const std::vector<Tensor>& inputs, RunMetrics* metrics) override;
 
   /// After setup.

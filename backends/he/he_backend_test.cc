@@ -112,10 +112,10 @@ TEST_P(HeBackendModels, LabelsEqualPlaintextAndMetricsAreFilled) {
   EXPECT_GT(m.online.ms, 0.0);
   EXPECT_EQ(m.rounds, queries);
   EXPECT_EQ(m.offline.bytes, 0);
-  ASSERT_EQ(m.detail.size(), 7u);
+  ASSERT_EQ(m.detail.size(), 8u);
   const char* names[] = {"encrypt_ms",  "evaluate_ms",    "decrypt_ms", "key_bytes",
-                         "query_bytes", "response_bytes", "queries"};
-  for (std::size_t i = 0; i < 7; ++i) EXPECT_EQ(m.detail[i].first, names[i]);
+                         "query_bytes", "response_bytes", "queries",    "max_batch"};
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(m.detail[i].first, names[i]);
   EXPECT_GT(detail(m, "encrypt_ms"), 0.0);
   EXPECT_GT(detail(m, "evaluate_ms"), 0.0);
   EXPECT_GT(detail(m, "decrypt_ms"), 0.0);
@@ -127,6 +127,7 @@ TEST_P(HeBackendModels, LabelsEqualPlaintextAndMetricsAreFilled) {
   EXPECT_EQ(detail(m, "query_bytes") + detail(m, "response_bytes"),
             static_cast<double>(m.online.bytes));
   EXPECT_EQ(detail(m, "queries"), static_cast<double>(queries));
+  EXPECT_EQ(detail(m, "max_batch"), static_cast<double>(max_batch));
 }
 
 INSTANTIATE_TEST_SUITE_P(Shipped, HeBackendModels,
