@@ -18,6 +18,7 @@
 #include "he/encryptor.h"
 #include "he/evaluator.h"
 #include "he/keys.h"
+#include "he/lincomb.h"
 #include "he/modarith.h"
 #include "he/ntt.h"
 #include "he/primes.h"
@@ -139,6 +140,42 @@ void BM_add_mod(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
 }
 BENCHMARK(BM_add_mod)->ArgNames({"N", "bits"})->Args({8192, 60});
+
+// lincomb (he/lincomb.h): m outputs from k inputs of n residues, the batch
+// mode's per-limb matrix product. Items: scalar products (m k n).
+// Args: {m, k, n, bits}; {100, 209, 4096, 48}: one task of fmnist-he's dense
+// layer (a chunk of 208 inputs + the bias row, a quarter of N = 16384);
+// {8, 26, 16384, 48}: one conv position.
+void BM_lincomb(benchmark::State& state, Isa isa) {
+  const auto m = static_cast<std::size_t>(state.range(0));
+  const auto k = static_cast<std::size_t>(state.range(1));
+  const auto n = static_cast<std::size_t>(state.range(2));
+  const Modulus q(ntt_primes(static_cast<int>(state.range(3)), 1, 16384)[0]);
+  if (!isa_supported(isa)) {
+    state.SkipWithError("ISA not supported here");
+    return;
+  }
+  std::vector<std::vector<std::uint64_t>> in(k), out(m, std::vector<std::uint64_t>(n));
+  for (std::size_t j = 0; j < k; ++j) in[j] = random_values(n, q.value(), 10 + j);
+  const auto w = random_values(m * k, q.value(), 7);
+  std::vector<const std::uint64_t*> ip;
+  for (auto& r : in) ip.push_back(r.data());
+  std::vector<std::uint64_t*> op;
+  for (auto& r : out) op.push_back(r.data());
+  for (auto _ : state) {
+    lincomb(ip, w, q, op, n, false, isa);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(m * k * n));
+}
+BENCHMARK_CAPTURE(BM_lincomb, scalar, Isa::kScalar)
+    ->ArgNames({"m", "k", "n", "bits"})
+    ->Args({100, 209, 4096, 48})
+    ->Args({8, 26, 16384, 48});
+BENCHMARK_CAPTURE(BM_lincomb, avx512ifma, Isa::kAvx512Ifma)
+    ->ArgNames({"m", "k", "n", "bits"})
+    ->Args({100, 209, 4096, 48})
+    ->Args({8, 26, 16384, 48});
 
 // Fast base conversion of one polynomial from the {60, 40, 40} base to one
 // 60-bit special prime (the ModUp of hybrid key switching at N = 8192).
