@@ -104,6 +104,9 @@ double mac_cost(int l) {
 // The plan refuses when the expected output error exceeds this fraction of
 // the output bound (the criterion is explained at the end of make_plan).
 constexpr double kMaxRelativeError = 1e-3;
+// A layer whose encoded weights would exceed this is refused (a dense layer
+// with thousands of diagonals is no latency-mode workload).
+constexpr double kMaxPlaintextBytes = 4.0 * (1 << 30);
 
 // A refusal that names the node; latency_support() reads node and reason.
 class Refusal : public Error {
@@ -689,6 +692,16 @@ Plan make_plan(const Chain& chain, const ProgramOptions& options) {
       }
       st.lin = plan_linear(L, m.entries, m.rows, m.place, cur, slots, m.bias, level);
       st.gain = m.gain;
+      {
+        // Encoded weights (and their Shoup constants) held by the program.
+        const double bytes = static_cast<double>(st.lin.diagonals) * (level + 1) *
+                             static_cast<double>(plan.params.n) * 8 * 2;
+        if (bytes > kMaxPlaintextBytes) {
+          throw Refusal(L.node, std::to_string(st.lin.diagonals) + " diagonals at level " +
+                                    std::to_string(level) + " would hold " +
+                                    fmt(bytes / (1 << 30)) + " GiB of plaintexts");
+        }
+      }
       // Where the output would not fit at the input's scale (the last
       // layer, at q_0: interval bounds are loose), the weights are encoded
       // at q_l / 2^shift and the output scale drops by 2^shift.
