@@ -304,7 +304,12 @@ LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, st
     p.beta = best_beta;
     p.cost = cost;
     p.diagonals = diag.size();
-    const bool periodic = windows == 1 && h <= P && P < slots;
+    // One window on a repeated input: the products repeat with
+    // F = max(h, P) (a multiple of both the rows' span and the input's
+    // period), every copy computing the same rows, so the output repeats too.
+    const std::int64_t F = std::max(h, P);
+    const bool periodic = windows == 1 && F < slots;
+    const std::int64_t span = periodic ? F : slots;
     // Slot values of every diagonal P_i, then pre-rotated into giant groups.
     std::map<std::int64_t, std::vector<double>> P_i;
     for (const Entry& e : entries) {
@@ -314,10 +319,7 @@ LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, st
       const std::int64_t s = om + mod(pk - om - i, P);
       auto& v = P_i[i];
       if (v.empty()) v.assign(static_cast<std::size_t>(slots), 0.0);
-      // One window on a repeated input: the products repeat with the input
-      // (every copy computes the same rows), so the output repeats too.
-      for (std::int64_t t = mod(s, slots) % (periodic ? P : slots); t < slots;
-           t += periodic ? P : slots) {
+      for (std::int64_t t = mod(s, slots) % span; t < slots; t += span) {
         v[static_cast<std::size_t>(t)] += e.w;
       }
     }
@@ -345,7 +347,7 @@ LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, st
     for (std::int64_t t = 1; t < T; t <<= 1) p.sum_steps.push_back(normalise_step(h * t, slots));
     // Output layout: a sum over a whole period of the input repeats with
     // period h; a partial one leaves garbage between the rows.
-    p.out.period = windows > 1 ? slots : (h * T >= P ? h : (periodic ? P : slots));
+    p.out.period = windows > 1 ? slots : (h * T == span ? h : span);
     p.out.pos.resize(static_cast<std::size_t>(rows));
     for (std::int64_t m = 0; m < rows; ++m) {
       p.out.pos[static_cast<std::size_t>(m)] = o[static_cast<std::size_t>(m)];

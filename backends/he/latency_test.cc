@@ -365,6 +365,53 @@ TEST(HeLatency, ConvPolyAvgPoolDense) {
   }
 }
 
+// More output channels than kernel offsets: the convolution's rows (8 x 16
+// slots) outgrow the period of the patches (4 x 16), so each row reads its
+// products from the repeated input directly (no rotate-and-sum).
+TEST(HeLatency, ConvWiderThanItsPatches) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(-0.5, 0.5);
+  Chain c;
+  c.input_shape = {1, 5, 5};
+  Layer conv;
+  conv.kind = LayerKind::kConv;
+  conv.node = "conv";
+  conv.in_shape = {1, 5, 5};
+  conv.out_shape = {8, 4, 4};
+  conv.kh = conv.kw = 2;
+  for (int i = 0; i < 8 * 4; ++i) conv.weight.push_back(u(rng));
+  for (int i = 0; i < 8; ++i) conv.bias.push_back(u(rng));
+  Layer poly;
+  poly.kind = LayerKind::kPoly;
+  poly.node = "poly";
+  poly.in_shape = poly.out_shape = {8, 4, 4};
+  for (int i = 0; i < 8; ++i) poly.b.push_back(u(rng));
+  Layer dense;
+  dense.kind = LayerKind::kDense;
+  dense.node = "dense";
+  dense.in_shape = {128};
+  dense.out_shape = {3};
+  for (int i = 0; i < 3 * 128; ++i) dense.weight.push_back(u(rng) * 0.1);
+  c.layers = {conv, poly, dense};
+  c.output_shape = {3};
+  ProgramOptions o;
+  o.input_bound = 1;
+  auto program = build_latency(c, o);
+  std::printf("%s", program->describe().c_str());
+  TestClient client(*program);
+  std::uniform_real_distribution<float> px(0.0f, 1.0f);
+  for (int t = 0; t < 3; ++t) {
+    std::vector<float> in(25);
+    for (float& v : in) v = px(rng);
+    const auto ref = evaluate_chain(c, in);
+    std::vector<he::Ciphertext> q;
+    q.push_back(client.encrypt(in.data()));
+    const auto got = client.decrypt(program->evaluate(client.keys(), std::move(q)));
+    ASSERT_EQ(got.size(), 3u);
+    for (int k = 0; k < 3; ++k) EXPECT_NEAR(got[k], ref[k], 1e-5);
+  }
+}
+
 // The error budget: a layer whose outputs are as small as the noise is
 // refused (its arg max would be noise), naming the layer.
 TEST(HeLatency, RefusesAnOutputLostInNoise) {
