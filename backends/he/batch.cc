@@ -20,6 +20,12 @@
 //    3-component ciphertexts and relinearizes only its outputs (e.g. 100
 //    instead of 1352 key switchings for fmnist-he), before their rescale
 //    (a size-3 rescale would add e2 s^2 to the noise).
+//  - [linear, x (x + b), Dense] run fused, a chunk of the first layer's
+//    outputs at a time (memory), each output's activation in one pass. When
+//    they open the chain (fmnist-he's Conv), the first layer's sums are not
+//    rescaled: they sit at S = sqrt(q_L q_{L-1} 2^s) (input and weights at
+//    about sqrt(S) each), the activation multiplies at level L and divides
+//    by q_L q_{L-1} at once (18 NTTs per output instead of 27).
 //
 // Parameters: q0 and the special prime of 50 bits, the scale primes of s
 // bits; the smallest N (HE Standard, 128-bit) for which some s in [24, 48]
@@ -174,6 +180,11 @@ struct Step {
   std::int64_t macs = 0;                          // scalar products per sample (linear)
   double bound = 0;                               // max |value| after the step
   double sigma = 0, worst = 0;  // max noise std and worst-case rounding after the step
+  // The first layer when [linear, x(x+b), Dense] opens the chain: its sums
+  // are not rescaled (out_scale is their scale at level L) and the
+  // activation's product is divided by q_L q_{L-1} at once: 18 NTTs per
+  // output instead of 27.
+  bool deferred = false;
   // Set on a linear step followed by x(x+b) and a Dense layer: the three run
   // fused, A's outputs a chunk at a time (see Chunk).
   std::vector<struct Chunk> chunks;
@@ -286,9 +297,19 @@ std::string plan_scales(const Chain& chain, const std::vector<double>& q, int s_
                         std::vector<Step>& steps, double& d0) {
   const int depth = static_cast<int>(chain.layers.size());
   d0 = std::exp2(s_bits);
+  const bool defer = depth >= 3 && is_linear(chain.layers[0].kind) &&
+                     chain.layers[1].kind == LayerKind::kPoly &&
+                     chain.layers[2].kind == LayerKind::kDense;
   double log2_q_below = 0;  // log2 Q_{l-1}
   for (int j = 0; j < depth; ++j) log2_q_below += std::log2(q[sz(j)]);
-  if (is_linear(chain.layers[0].kind)) {
+  if (defer) {
+    // The activation's output at 2^s: its input at S = sqrt(q_L q_{L-1} 2^s);
+    // the input and the weights share S evenly (2^36 each for s = 48: the
+    // weights' rounding is a worst case carried through every later layer).
+    steps[0].deferred = true;
+    const double sy = std::sqrt(q[sz(depth)] * q[sz(depth - 1)] * std::exp2(s_bits));
+    d0 = std::min(std::exp2(s_bits), std::exp2(std::floor(std::log2(sy) / 2)));
+  } else if (is_linear(chain.layers[0].kind)) {
     const double bound = *std::max_element(bounds[0].begin(), bounds[0].end());
     const double cap = std::floor(log2_q_below - 2 - std::log2(std::max(bound, 1e-300)));
     if (cap < s_bits) d0 = std::exp2(std::floor((std::log2(q[sz(depth)]) + cap) / 2));
@@ -309,7 +330,13 @@ std::string plan_scales(const Chain& chain, const std::vector<double>& q, int s_
     // |value| * scale < Q_{l-1} / 4 (after the rescale; before it, the same
     // with both sides times q_l).
     const double cap = log2_q_below - 2 - std::log2(std::max(bound, 1e-300));
-    if (is_linear(s.kind)) {
+    if (s.deferred) {
+      s.out_scale = std::sqrt(q[sz(s.level)] * q[sz(s.level - 1)] * d_max);
+      s.weight_scale = s.out_scale / d;
+      if (s.weight_scale < kMinWeightScale) {
+        return "layer '" + s.node + "': weights at 2^" + std::to_string(std::log2(s.weight_scale));
+      }
+    } else if (is_linear(s.kind)) {
       const double target = std::min(d_max, std::exp2(std::floor(cap)));
       s.out_scale = target;
       s.weight_scale = q[sz(s.level)] * target / d;
@@ -319,7 +346,9 @@ std::string plan_scales(const Chain& chain, const std::vector<double>& q, int s_
                " bits of precision at level " + std::to_string(s.level);
       }
     } else {
-      s.out_scale = d * d / q[sz(s.level)];
+      s.out_scale = i > 0 && steps[sz(i - 1)].deferred
+                        ? d * d / (q[sz(s.level)] * q[sz(s.level + 1)])
+                        : d * d / q[sz(s.level)];
       if (std::log2(s.out_scale) > cap) {
         return "layer '" + s.node + "': magnitude bound " + std::to_string(bound) + " at scale 2^" +
                std::to_string(std::log2(s.out_scale)) + " does not fit level " +
@@ -353,11 +382,13 @@ Budget error_budget(const Chain& chain, std::size_t n, const std::vector<double>
     if (is_linear(s.kind)) {
       // Relinearized before the rescale: the key switching noise (about a
       // rescale's rounding) is divided by q_l; the rescale adds its own.
-      const double extra =
-          std::hypot(round / s.out_scale, three ? round / (s.out_scale * q[sz(s.level)]) : 0.0);
+      const double extra = s.deferred
+                               ? 0.0
+                               : std::hypot(round / s.out_scale,
+                                            three ? round / (s.out_scale * q[sz(s.level)]) : 0.0);
       for (const Block& b : s.blocks) {
         for (std::size_t r = 0; r < b.out.size(); ++r) {
-          double v = 0, w = 0.5 / (s.out_scale * q[sz(s.level)]);
+          double v = 0, w = 0.5 / (s.out_scale * (s.deferred ? 1.0 : q[sz(s.level)]));
           for (std::size_t j = 0; j < b.in.size(); ++j) {
             const double wt = b.w[r * b.in.size() + j];
             v += wt * wt * sig[b.in[j]] * sig[b.in[j]];
@@ -480,6 +511,95 @@ void activate(const he::CkksContext& ctx, const std::uint64_t* y, int l,
     he::mul_mod(c1, c1, q, d2);
   }
   rescale_rows(ctx, d.data(), 3, l - 1, z, x, t);
+}
+
+// Divides `rows` (comps polynomials of level + 1 limbs, NTT form, rows
+// [k][i][n]) by q_level q_{level-1} with rounding in one step: the two top
+// residues are brought to coefficient form, centred by H = floor(q_l q_{l-1}
+// / 2) and combined in mixed radix (v = a + q_l u, u = (b - a) q_l^-1 mod
+// q_{l-1}); then out_i = (c_i - (v - H)) (q_l q_{l-1})^-1 mod q_i. Writes
+// comps x (level - 1) limbs. Needs the top two primes within a factor of 2
+// of each other and of every lower prime (checked by the caller).
+void rescale2_rows(const he::CkksContext& ctx, const std::uint64_t* rows, std::size_t comps,
+                   int level, std::uint64_t* out, std::span<std::uint64_t> a,
+                   std::span<std::uint64_t> b, std::span<std::uint64_t> t) {
+  const std::size_t n = ctx.n();
+  const auto la = sz(level), lb = sz(level - 1);
+  const he::Modulus& qa = ctx.modulus(la);
+  const he::Modulus& qb = ctx.modulus(lb);
+  const he::u128 h = he::u128{qa.value()} * qb.value() / 2;
+  const auto h_mod = [&](const he::Modulus& q) {
+    return static_cast<std::uint64_t>(h % q.value());
+  };
+  const std::uint64_t ha = h_mod(qa), hb = h_mod(qb);
+  const std::uint64_t inv_a = he::inv_mod(qa.value() % qb.value(), qb);
+  const std::size_t limbs = la + 1;
+  for (std::size_t k = 0; k < comps; ++k) {
+    const std::uint64_t* ra = rows + (k * limbs + la) * n;
+    const std::uint64_t* rb = rows + (k * limbs + lb) * n;
+    std::copy(ra, ra + n, a.begin());
+    std::copy(rb, rb + n, b.begin());
+    he::ntt_inverse(a, ctx.ntt(la));
+    he::ntt_inverse(b, ctx.ntt(lb));
+    const std::uint64_t qav = qa.value(), qbv = qb.value();
+    for (std::size_t c = 0; c < n; ++c) {
+      std::uint64_t x = a[c] + ha;
+      x = x >= qav ? x - qav : x;  // a' in [0, q_a)
+      a[c] = x;
+      const std::uint64_t xr = x >= qbv ? x - qbv : x;  // a' mod q_b (q_a < 2 q_b)
+      std::uint64_t y = b[c] + hb;
+      y = y >= qbv ? y - qbv : y;
+      b[c] = y + qbv - xr;  // (b' - a') + q_b in [1, 2 q_b)
+    }
+    he::mul_scalar_mod(b, inv_a, qb, b);  // u in [0, q_b)
+    for (std::size_t i = 0; i < lb; ++i) {
+      const he::Modulus& q = ctx.modulus(i);
+      const std::uint64_t qv = q.value();
+      const std::uint64_t hi = h_mod(q);
+      he::mul_scalar_mod(b, qav % qv, q, t);
+      // a' + q_a u - H + q_i < 4 q_i: the forward NTT's input range.
+      for (std::size_t c = 0; c < n; ++c) t[c] = a[c] + t[c] + (qv - hi);
+      he::ntt_forward(t, ctx.ntt(i));
+      const std::uint64_t* ci = rows + (k * limbs + i) * n;
+      std::uint64_t* o = out + (k * lb + i) * n;
+      for (std::size_t c = 0; c < n; ++c) o[c] = ci[c] + qv - t[c];
+      const std::uint64_t inv = he::inv_mod(he::mul_mod(qav % qv, qbv % qv, q), q);
+      he::mul_scalar_mod(std::span<const std::uint64_t>(o, n), inv, q,
+                         std::span<std::uint64_t>(o, n));
+    }
+  }
+}
+
+// y: size 2 at level l, the first layer's sums left unrescaled (scale S);
+// (y + b) y on all l + 1 limbs (b_res[i] = round(b S) mod q_i), divided by
+// q_l q_{l-1}: z, size 3 at level l - 2.
+void activate_deferred(const he::CkksContext& ctx, const std::uint64_t* y, int l,
+                       std::span<const std::uint64_t> b_res, std::uint64_t* z) {
+  const std::size_t n = ctx.n();
+  const std::size_t m = sz(l) + 1;
+  thread_local he::PolyVector d, x, t, u;
+  d.resize(3 * m * n);
+  x.resize(n);
+  t.resize(n);
+  u.resize(n);
+  for (std::size_t i = 0; i < m; ++i) {
+    const he::Modulus& q = ctx.modulus(i);
+    const std::uint64_t qv = q.value(), bv = b_res[i];
+    const std::span<const std::uint64_t> c0(y + i * n, n), c1(y + (m + i) * n, n);
+    const std::span<std::uint64_t> d0(d.data() + i * n, n), d1(d.data() + (m + i) * n, n),
+        d2(d.data() + (2 * m + i) * n, n);
+    for (std::size_t c = 0; c < n; ++c) {  // x = c0 + B, t = 2 c0 + B
+      const std::uint64_t w = c0[c] + bv;
+      const std::uint64_t a = w >= qv ? w - qv : w;
+      x[c] = a;
+      const std::uint64_t v = a + c0[c];
+      t[c] = v >= qv ? v - qv : v;
+    }
+    he::mul_mod(x, c0, q, d0);
+    he::mul_mod(t, c1, q, d1);
+    he::mul_mod(c1, c1, q, d2);
+  }
+  rescale2_rows(ctx, d.data(), 3, l, z, x, t, u);
 }
 
 std::vector<const std::uint64_t*> bases(const std::vector<he::Ciphertext>& x) {
@@ -650,8 +770,13 @@ std::vector<he::Ciphertext> BatchProgram::run_fused(const Step& a, const Step& p
         }
         for (std::size_t r = 0; r < blk.out.size(); ++r) {
           const std::uint32_t e = blk.out[r];
-          activate(*ctx_, rows.data() + r * a_words, a.level, p.b_res[c.outs[e]],
-                   z_rows.data() + e * z_words);
+          if (a.deferred) {
+            activate_deferred(*ctx_, rows.data() + r * a_words, a.level, p.b_res[c.outs[e]],
+                              z_rows.data() + e * z_words);
+          } else {
+            activate(*ctx_, rows.data() + r * a_words, a.level, p.b_res[c.outs[e]],
+                     z_rows.data() + e * z_words);
+          }
         }
       });
       for (std::size_t j = 0; j < c.outs.size(); ++j) z_base[j] = z_rows.data() + j * z_words;
@@ -749,12 +874,17 @@ std::string BatchProgram::describe() const {
       << s.level - 1 << ", " << s.in_count << " -> " << s.out_count << " ciphertexts";
     if (!s.chunks.empty()) {
       o << " [fused with the next two layers in " << s.chunks.size() << " chunks of about "
-        << kChunkOutputs
-        << " outputs: per output one pass of rescale, x(x+b) and rescale, then the Dense sums]";
+        << kChunkOutputs << " outputs: per output one pass of "
+        << (s.deferred ? "x(x+b) on the unrescaled sums at level " + std::to_string(s.level) +
+                             " and one division by q" + std::to_string(s.level) + " q" +
+                             std::to_string(s.level - 1)
+                       : std::string("rescale, x(x+b) and rescale"))
+        << ", then the Dense sums]";
     }
     if (is_linear(s.kind)) {
       o << ", " << s.macs << " scalar products (" << s.blocks.size() << " blocks), weights at 2^"
-        << fmt(std::log2(s.weight_scale), 4) << ", " << s.out_count << " rescales"
+        << fmt(std::log2(s.weight_scale), 4) << ", "
+        << (s.deferred ? std::string("no rescale") : std::to_string(s.out_count) + " rescales")
         << (three ? " (each relinearized first)" : "");
     } else {
       o << ", " << s.out_count << " products + rescales (outputs left unrelinearized)";
@@ -895,18 +1025,21 @@ std::unique_ptr<Program> build_batch(const Chain& chain, const ProgramOptions& o
           for (std::size_t j = 0; j < k; ++j) {
             res[r * (k + 1) + j] = he::rounded_residue(b.w[r * k + j] * s.weight_scale, qm);
           }
-          res[r * (k + 1) + k] = he::rounded_residue(b.bias[r] * s.out_scale * q[sz(s.level)], qm);
+          res[r * (k + 1) + k] = he::rounded_residue(
+              b.bias[r] * s.out_scale * (s.deferred ? 1.0 : q[sz(s.level)]), qm);
         }
       }
       b.w.clear();
       b.w.shrink_to_fit();
     }
   }
-  for (Step& s : plan.steps) {
+  for (std::size_t si = 0; si < plan.steps.size(); ++si) {
+    Step& s = plan.steps[si];
     if (s.kind != LayerKind::kPoly) continue;
+    const int top = s.level + (si > 0 && plan.steps[si - 1].deferred ? 1 : 0);
     for (double bv : s.b) {
-      std::vector<std::uint64_t> res(sz(s.level) + 1);
-      for (int li = 0; li <= s.level; ++li) {
+      std::vector<std::uint64_t> res(sz(top) + 1);
+      for (int li = 0; li <= top; ++li) {
         res[sz(li)] = he::rounded_residue(bv * s.in_scale, ctx->modulus(sz(li)));
       }
       s.b_res.push_back(std::move(res));
