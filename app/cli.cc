@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -139,7 +140,7 @@ int cmd_eval(const std::string& path, const std::string& backend_name, const std
   }
   std::printf("throughput %.1f samples/s (batch %lld, %.3f s)\n",
               r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0,
-              static_cast<long long>(batch), r.seconds);
+              static_cast<long long>(std::min(batch, r.samples)), r.seconds);
   return 0;
 }
 
@@ -324,7 +325,10 @@ int main(int argc, char** argv) {
   eval->add_option("--dataset,-d", dataset, "fmnist | cancer")->required();
   eval->add_option("--limit,-n", limit, "first N samples only (0: all)");
   eval->add_option("--backend,-b", backend, "backend")->capture_default_str();
-  eval->add_option("--batch", eval_batch, "batch size")->capture_default_str();
+  eval->add_option("--batch", eval_batch,
+                   "batch size (he --he-mode batch: default the whole set, split by the backend "
+                   "into queries of one sample per slot)")
+      ->capture_default_str();
   eval->add_option("--threads", threads, "worker threads (0: all cores)");
   eval->add_option("--models-dir", models_dir, "where shipped models and splits live");
   mpc_options(eval);
@@ -377,6 +381,10 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(model_path, backend, inputs, outputs, bo);
     if (*eval) {
       if (eval_batch < 1) throw_error(ErrorCategory::kBadInput, "--batch must be at least 1");
+      // A batch-mode query costs the same for 1 or 8192 samples: hand the
+      // backend everything and let it fill whole queries.
+      if (backend == "he" && he_mode == "batch" && eval->count("--batch") == 0)
+        eval_batch = 1 << 30;
       return cmd_eval(model_path, backend, dataset, limit, eval_batch, bo, models_dir);
     }
     if (*bench) {
