@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <new>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -138,6 +140,9 @@ int run_he_serve(const HeServeOptions& o) {
   if (o.model.empty()) throw_error(ErrorCategory::kBadInput, "serve: --model is required");
   if (o.sessions < 0)
     throw_error(ErrorCategory::kBadInput, "--sessions must be 0 (forever) or more");
+  if (o.concurrent < 1 || o.concurrent > 256) {
+    throw_error(ErrorCategory::kBadInput, "--concurrent must be 1 to 256");
+  }
   if (o.transport.timeout_ms < 1 || o.transport.timeout_ms > 24LL * 3600 * 1000) {
     throw_error(ErrorCategory::kBadInput, "--timeout-ms must be 1 to 86400000");
   }
@@ -164,18 +169,9 @@ int run_he_serve(const HeServeOptions& o) {
   std::fflush(stdout);
 
   const auto timeout = std::chrono::milliseconds(o.transport.timeout_ms);
-  std::int64_t failed = 0;
-  for (std::int64_t s = 1; o.sessions == 0 || s <= o.sessions; ++s) {
-    // Wait for the next client as long as it takes.
-    net::Socket sock;
-    std::string remote;
-    while (!sock.valid()) {
-      try {
-        sock = listener.accept(Clock::now() + std::chrono::hours(1), &remote);
-      } catch (const Error& e) {
-        if (e.category() != ErrorCategory::kPeerFailure) throw;  // the listener failed
-      }
-    }
+  // One session: handshake, then serve_session; every failure is one line.
+  // Returns whether it succeeded. Runs on its own thread.
+  auto session = [&](std::int64_t s, net::Socket sock, const std::string& remote) {
     const auto t0 = Clock::now();
     try {
       std::unique_ptr<net::Channel> ch;
@@ -203,7 +199,7 @@ int run_he_serve(const HeServeOptions& o) {
                   static_cast<long long>(r.samples), static_cast<long long>(r.refused),
                   std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       std::fflush(stdout);
-      continue;
+      return true;
     } catch (const Error& e) {
       std::fprintf(stderr, "blindfold: serve: session %lld failed: %s\n", static_cast<long long>(s),
                    one_line(e.category(), e.what()).c_str());
@@ -215,8 +211,52 @@ int run_he_serve(const HeServeOptions& o) {
                    one_line(ErrorCategory::kInternal, e.what()).c_str());
     }
     std::fflush(stderr);
-    ++failed;
+    return false;
+  };
+
+  // Up to o.concurrent sessions at once, each on its own thread (the program
+  // is immutable and evaluate() may run for several sessions at once); the
+  // accept loop waits while all slots are taken.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::int64_t active = 0, failed = 0;
+  auto wait_all = [&] {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return active == 0; });
+  };
+  try {
+    for (std::int64_t s = 1; o.sessions == 0 || s <= o.sessions; ++s) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return active < o.concurrent; });
+      }
+      // Wait for the next client as long as it takes.
+      net::Socket sock;
+      std::string remote;
+      while (!sock.valid()) {
+        try {
+          sock = listener.accept(Clock::now() + std::chrono::hours(1), &remote);
+        } catch (const Error& e) {
+          if (e.category() != ErrorCategory::kPeerFailure) throw;  // the listener failed
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ++active;
+      }
+      std::thread([&, s, remote, sock = std::move(sock)]() mutable {
+        const bool ok = session(s, std::move(sock), remote);
+        std::lock_guard<std::mutex> lock(mu);
+        failed += ok ? 0 : 1;
+        --active;
+        cv.notify_all();
+      }).detach();
+    }
+  } catch (...) {
+    wait_all();  // the sessions use this frame's program, listener and TLS context
+    throw;
   }
+  wait_all();
   std::printf("serve: %lld sessions, %lld failed\n", static_cast<long long>(o.sessions),
               static_cast<long long>(failed));
   return 0;
@@ -375,6 +415,10 @@ class HeCommandsImpl final : public HeCommands {
         "--input-bound", serve_opts_.input_bound,
         "|input| bound of the error budget (default: the model's blindfold.input_bound metadata)");
     serve_->add_option("--threads", serve_opts_.threads, "evaluation threads (0: all cores)");
+    serve_
+        ->add_option("--concurrent", serve_opts_.concurrent,
+                     "sessions served at once (each holds its client's keys; 1: one after another)")
+        ->capture_default_str();
     serve_
         ->add_option("--sessions", serve_opts_.sessions,
                      "serve this many sessions, then exit (0: forever)")

@@ -30,7 +30,8 @@ struct HeServeOptions {
   std::string listen;  // HOST:PORT (port 0: an ephemeral port, printed)
   double input_bound = 0;
   unsigned threads = 0;
-  std::int64_t sessions = 0;  // 0: forever
+  std::int64_t sessions = 0;    // 0: forever
+  std::int64_t concurrent = 4;  // sessions served at once
   HeTransportOptions transport;
 };
 
@@ -43,7 +44,8 @@ struct HeInferOptions {
   HeTransportOptions transport;
 };
 
-/// Serves options.sessions sessions (0: forever), one after another. Prints
+/// Serves options.sessions sessions (0: forever), up to options.concurrent at
+/// once, each on its own thread. Prints
 /// the plan and "serve: listening on HOST:PORT (tls|tcp)" on stdout first,
 /// then a line per session; a failed session (the peer gone, timed out, a
 /// frame refused by the channel) is one line on stderr and the next session

@@ -1,6 +1,7 @@
 // `blindfold serve --backend he` and `blindfold infer --backend he` as two
 // processes over loopback TLS: the labels equal the plaintext model's in both
-// modes; every bad input the issue names (a query before keys, keys that do
+// modes; an idle client does not block the next (sessions run concurrently);
+// every bad input the issue names (a query before keys, keys that do
 // not match, truncated or malformed messages, a ciphertext for other
 // parameters, a client that breaks the channel or vanishes, a client without
 // TLS) is refused with a clear line, and the server serves the next session.
@@ -399,6 +400,25 @@ TEST_F(HeServe, BadInputIsRefusedAndTheServerGoesOn) {
   while (std::getline(lines, line))
     refused += line.find("session 1: refused: ") != std::string::npos;
   EXPECT_EQ(refused, 7) << err;
+}
+
+// Sessions run concurrently: a client that holds its session open without
+// sending anything does not keep the next client waiting.
+TEST_F(HeServe, AnIdleClientDoesNotBlockTheNext) {
+  const int port = serve("latency", 2);
+  FakeClient idle(pki(), port);  // session 1: has the spec, sends nothing
+  ASSERT_TRUE(procs_->wait_for("server.out", "session 1: connected", 30s)) << procs_->out("server");
+  infer_and_check("busy", port);  // session 2
+  EXPECT_TRUE(
+      procs_->wait_for("server.out", "session 2: done, 8 queries, 8 samples, 0 refused", 30s))
+      << procs_->out("server");
+  EXPECT_EQ(procs_->out("server").find("session 1: done"), std::string::npos)
+      << procs_->out("server");
+  idle.bye();
+  EXPECT_EQ(procs_->wait(server_, 30s), 0) << procs_->err("server");
+  EXPECT_NE(procs_->out("server").find("session 1: done, 0 queries"), std::string::npos)
+      << procs_->out("server");
+  EXPECT_EQ(procs_->err("server"), "");
 }
 
 // infer refuses an input of the wrong shape, ends its session cleanly, and
