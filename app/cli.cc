@@ -180,9 +180,6 @@ int cmd_he_plan(const std::string& path, const backends::BackendOptions& bo) {
 struct DemoModel {
   const char* file;
   const char* dataset;
-  // he: |input| bound for models that declare none (cancer-logreg takes raw
-  // features; the largest in the table is 4254). 0: the model's metadata.
-  double he_input_bound = 0;
 };
 
 // The he rows of the demo: latency mode on a few samples (one query each),
@@ -195,7 +192,7 @@ int cmd_demo(const std::string& models_dir, unsigned threads) {
   const DemoModel models[] = {{"fmnist-mlp.onnx", "fmnist"},
                               {"fmnist-lenet.onnx", "fmnist"},
                               {"fmnist-he.onnx", "fmnist"},
-                              {"cancer-logreg.onnx", "cancer", 4300}};
+                              {"cancer-logreg.onnx", "cancer"}};
   std::printf("Blindfold demo: every shipped model, every backend in this build.\n");
   std::printf(
       "Accuracy on the full test set (plain), its first 500 samples (mpc2, mpc3, he-batch) or\n"
@@ -226,7 +223,6 @@ int cmd_demo(const std::string& models_dir, unsigned threads) {
       // (one sample per slot, the whole evaluation in one query).
       std::vector<std::pair<std::string, BenchOptions>> rows;
       if (b == "he") {
-        o.input_bound = m.he_input_bound;
         BenchOptions lat = o, bat = o;
         lat.he_mode = "latency";
         lat.runs = kDemoHeLatencyRuns;

@@ -85,9 +85,7 @@ TEST_P(HeBackendModels, LabelsEqualPlaintextAndMetricsAreFilled) {
   HeBackend he;
   BackendOptions bo;
   bo.he_mode = c.mode;
-  // cancer-logreg takes raw features (up to 4254 in the table) and declares
-  // no bound: the caller gives one, as `--input-bound` does.
-  if (std::string(c.model) == "cancer-logreg") bo.input_bound = 4300;
+  // cancer-logreg declares its raw features' bound (10000) in its metadata.
   ASSERT_TRUE(he.supports_with(g, bo).ok) << he.supports_with(g, bo).reason;
   he.setup(g, bo);
   EXPECT_GT(he.setup_cost().ms, 0.0);
