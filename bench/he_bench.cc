@@ -23,6 +23,7 @@
 #include "he/ntt.h"
 #include "he/primes.h"
 #include "he/rns.h"
+#include "he/sampling.h"
 #include "he/serialize.h"
 
 namespace {
@@ -424,6 +425,129 @@ BF_CKKS_MT(BM_ckks_2threads_relinearize);
 BF_CKKS_MT(BM_ckks_2threads_rescale);
 BF_CKKS_MT(BM_ckks_2threads_mul_relin_rescale);
 BF_CKKS_MT(BM_ckks_2threads_rotate_1);
+
+// ---- batch mode's client and server I/O -------------------------------------
+// fmnist-he's batch query: N = 16384, chain {50, 48 x 5} (one 60-bit special
+// prime), input ciphertexts at the top level (6 limbs), scale 2^35, one real
+// value per sample in 8192 slots. Per ciphertext, single thread: the client's
+// encode, symmetric encrypt and seeded save, and the server's load (unpack,
+// range check, re-expansion of c1 from the seed). A full query is 784 of each.
+struct BatchIo {
+  BatchIo()
+      : ctx(CkksContext::create([] {
+          CkksParameters p;
+          p.n = 16384;
+          p.chain_bits = {50, 48, 48, 48, 48, 48};
+          return p;
+        }())),
+        gen(ctx),
+        encoder(ctx),
+        enc(ctx, gen.secret_key()) {
+    std::mt19937_64 rng(5);
+    std::uniform_real_distribution<double> d(0, 1);
+    values.resize(encoder.slots());
+    for (auto& v : values) v = d(rng);
+    plain = encoder.encode(std::span<const double>(values), std::exp2(35), ctx->max_level());
+    bytes = save(*ctx, enc.encrypt(plain));
+  }
+  std::shared_ptr<const CkksContext> ctx;
+  KeyGenerator gen;
+  CkksEncoder encoder;
+  Encryptor enc;
+  std::vector<double> values;
+  Plaintext plain;
+  std::vector<std::uint8_t> bytes;
+};
+BatchIo& batch_io() {
+  static BatchIo b;
+  return b;
+}
+void BM_batch_io_encode(benchmark::State& s) {
+  BatchIo& b = batch_io();
+  for (auto _ : s) {
+    auto r = b.encoder.encode(std::span<const double>(b.values), std::exp2(35), b.ctx->max_level());
+    benchmark::DoNotOptimize(r);
+  }
+}
+void BM_batch_io_encrypt_sk(benchmark::State& s) {
+  BatchIo& b = batch_io();
+  for (auto _ : s) {
+    auto r = b.enc.encrypt(b.plain);
+    benchmark::DoNotOptimize(r);
+  }
+}
+void BM_batch_io_save_seeded(benchmark::State& s) {
+  BatchIo& b = batch_io();
+  const Ciphertext ct = b.enc.encrypt(b.plain);
+  for (auto _ : s) {
+    auto r = save(*b.ctx, ct);
+    benchmark::DoNotOptimize(r);
+  }
+  s.counters["bytes"] = static_cast<double>(b.bytes.size());
+}
+// What Client::encrypt does per ciphertext: encode + encrypt + save.
+void BM_batch_io_client_ct(benchmark::State& s) {
+  BatchIo& b = batch_io();
+  for (auto _ : s) {
+    const Plaintext pt =
+        b.encoder.encode(std::span<const double>(b.values), std::exp2(35), b.ctx->max_level());
+    auto r = save(*b.ctx, b.enc.encrypt(pt));
+    benchmark::DoNotOptimize(r);
+  }
+}
+// What Client::encrypt does since encrypt_coefficients: the encoder's FFT
+// and rounding, then encrypt_coefficients (one NTT per prime) + save.
+void BM_batch_io_client_ct_coefficients(benchmark::State& s) {
+  BatchIo& b = batch_io();
+  const std::size_t slots = b.encoder.slots();
+  std::vector<std::complex<double>> u(slots);
+  std::vector<std::int64_t> coeffs(b.ctx->n());
+  for (auto _ : s) {
+    for (std::size_t k = 0; k < slots; ++k) u[k] = {b.values[k], 0.0};
+    b.encoder.fft_special_inverse(u);
+    for (std::size_t k = 0; k < slots; ++k) {
+      coeffs[k] = static_cast<std::int64_t>(std::nearbyint(u[k].real() * std::exp2(35)));
+      coeffs[k + slots] = static_cast<std::int64_t>(std::nearbyint(u[k].imag() * std::exp2(35)));
+    }
+    auto r = save(*b.ctx, b.enc.encrypt_coefficients(coeffs, b.ctx->max_level(), std::exp2(35)));
+    benchmark::DoNotOptimize(r);
+  }
+}
+void BM_batch_io_encrypt_coefficients(benchmark::State& s) {
+  BatchIo& b = batch_io();
+  std::vector<std::int64_t> coeffs(b.ctx->n(), 12345);
+  for (auto _ : s) {
+    auto r = b.enc.encrypt_coefficients(coeffs, b.ctx->max_level(), std::exp2(35));
+    benchmark::DoNotOptimize(r);
+  }
+}
+void BM_batch_io_load_seeded(benchmark::State& s) {
+  BatchIo& b = batch_io();
+  for (auto _ : s) {
+    auto r = load_ciphertext(*b.ctx, b.bytes);
+    benchmark::DoNotOptimize(r);
+  }
+  s.SetBytesProcessed(s.iterations() * static_cast<std::int64_t>(b.bytes.size()));
+}
+// One limb of c1's re-expansion (AES-256-CTR and rejection), 48-bit prime.
+void BM_batch_io_expand_uniform(benchmark::State& s) {
+  BatchIo& b = batch_io();
+  std::vector<std::uint64_t> out(b.ctx->n());
+  const blindfold::Seed seed{};
+  for (auto _ : s) {
+    expand_uniform(seed, kCiphertextStream + 1, b.ctx->modulus(1), out);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK(BM_batch_io_encode)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_io_encrypt_sk)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_io_save_seeded)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_io_client_ct)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_io_client_ct_coefficients)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_io_encrypt_coefficients)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_io_load_seeded)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_io_expand_uniform)->Unit(benchmark::kMicrosecond);
 
 }  // namespace ckks
 }  // namespace

@@ -1,5 +1,6 @@
 #include "he/encryptor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -71,6 +72,84 @@ Ciphertext Encryptor::encrypt_zero(int level, double scale) {
     throw_error(ErrorCategory::kBadInput, "level " + std::to_string(level) + " out of range");
   }
   return encrypt_impl(nullptr, level, scale);
+}
+
+Ciphertext Encryptor::encrypt_coefficients(std::span<const std::int64_t> coefficients, int level,
+                                           double scale) {
+  const CkksContext& ctx = *context_;
+  const std::size_t n = ctx.n();
+  if (coefficients.size() != n) {
+    throw_error(ErrorCategory::kBadInput,
+                "encrypt_coefficients: " + std::to_string(coefficients.size()) +
+                    " coefficients for N = " + std::to_string(n));
+  }
+  if (level < 0 || level > ctx.max_level()) {
+    throw_error(ErrorCategory::kBadInput, "level " + std::to_string(level) + " out of range");
+  }
+  // The largest magnitude, without overflow for INT64_MIN.
+  std::uint64_t max_abs = 0;
+  for (const std::int64_t c : coefficients) {
+    const auto u = static_cast<std::uint64_t>(c);
+    max_abs = std::max(max_abs, c < 0 ? std::uint64_t{0} - u : u);
+  }
+  const int log_q = ctx.chain_base(level).product_bits();
+  if (max_abs >= (std::uint64_t{1} << 62) ||
+      std::log2(static_cast<double>(max_abs) + 1) >= log_q - 1) {
+    throw_error(ErrorCategory::kBadInput,
+                "encrypt_coefficients: coefficients of about 2^" +
+                    std::to_string(std::log2(static_cast<double>(max_abs) + 1)) +
+                    " do not fit the modulus of level " + std::to_string(level));
+  }
+  const std::size_t rows = static_cast<std::size_t>(level + 1);
+  if (public_key_) {
+    // No error to share the transform with: the plaintext, then encrypt.
+    Plaintext plain(ctx.id(), n, level, scale);
+    for (std::size_t i = 0; i < rows; ++i) {
+      signed_to_residues(coefficients, ctx.modulus(i), plain.row(i));
+      ntt_forward(plain.row(i), ctx.ntt(i));
+    }
+    Ciphertext ct = encrypt_impl(&plain, level, scale);
+    secure_wipe(plain.data());
+    return ct;
+  }
+  // c1 = a (seeded, uniform: sampled directly in NTT form), and
+  // c0 = NTT(m + e) - a s: the error e is drawn exactly as encrypt()'s.
+  // Built field by field (Encryptor is a friend of Ciphertext): every
+  // residue is written below, so no zero fill first.
+  Ciphertext ct;
+  ct.context_id_ = ctx.id();
+  ct.n_ = n;
+  ct.level_ = level;
+  ct.scale_ = scale;
+  ct.size_ = 2;
+  ct.data_.resize(2 * rows * n);
+  Seed seed;
+  prg_.fill(seed);
+  std::vector<std::int8_t> small(n);
+  sample_cbd(prg_, small);
+  // m + e as integers: |m| < 2^62 and |e| <= 21, so no overflow.
+  std::vector<std::int64_t> sum(n);
+  for (std::size_t j = 0; j < n; ++j) sum[j] = coefficients[j] + small[j];
+  secure_wipe(std::span<std::int8_t>(small));
+  PolyVector tmp(n);
+  for (std::size_t i = 0; i < rows; ++i) {
+    const Modulus& q = ctx.modulus(i);
+    std::span<std::uint64_t> c0 = ct.mutable_row(0, i);
+    std::span<std::uint64_t> c1 = ct.mutable_row(1, i);
+    if (max_abs + kCbdK < q.value()) {
+      small_signed_to_residues(sum, q, c0);
+    } else {
+      signed_to_residues(sum, q, c0);
+    }
+    ntt_forward(c0, ctx.ntt(i));
+    expand_uniform(seed, kCiphertextStream + i, q, c1);
+    mul_mod(c1, secret_key_->row(i), q, tmp);
+    sub_mod(c0, tmp, q, c0);
+  }
+  secure_wipe(std::span<std::int64_t>(sum));
+  secure_wipe(std::span<std::uint64_t>(tmp));
+  ct.set_seed(seed);
+  return ct;
 }
 
 Ciphertext Encryptor::encrypt_impl(const Plaintext* plain, int level, double scale) {

@@ -18,8 +18,10 @@
 // encryptor per thread.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 
 #include "he/ciphertext.h"
 #include "he/context.h"
@@ -44,6 +46,18 @@ class Encryptor {
   Ciphertext encrypt(const Plaintext& plain);
   /// An encryption of zero at `level` with scale `scale`.
   Ciphertext encrypt_zero(int level, double scale);
+
+  /// Encrypts, at `level` with `scale`, the plaintext whose coefficients
+  /// (natural order, before the NTT: what the encoder rounds, as integers)
+  /// are `coefficients` (n of them): the same distribution as encrypt() of
+  /// that plaintext, but a secret-key encryptor adds the message to the
+  /// fresh error as integers and transforms their sum, one NTT per prime
+  /// instead of two (the encoder's and the error's). Throws Error(kBadInput)
+  /// for a size other than n, a level out of range, or a coefficient of
+  /// 2^62 or more in absolute value or with log2(|c| + 1) >= log2(Q_level) - 1
+  /// (the encoder's bound).
+  Ciphertext encrypt_coefficients(std::span<const std::int64_t> coefficients, int level,
+                                  double scale);
 
  private:
   void check_key() const;

@@ -40,6 +40,15 @@ void sample_cbd(Prg& prg, std::span<std::int8_t> out);
 void small_to_residues(std::span<const std::int8_t> small, const Modulus& q,
                        std::span<std::uint64_t> out);
 
+/// out[i] = v[i] mod q in [0, q), for any v[i] (Barrett reduction of |v[i]|
+/// and a negation, branch-free).
+void signed_to_residues(std::span<const std::int64_t> v, const Modulus& q,
+                        std::span<std::uint64_t> out);
+/// The same for |v[i]| < q (an encoded message plus error, usually): one
+/// conditional add, vectorised.
+void small_signed_to_residues(std::span<const std::int64_t> v, const Modulus& q,
+                              std::span<std::uint64_t> out);
+
 /// out uniform in [0, q) from Prg(seed, stream): 64-bit words masked to q's
 /// bit length, rejected when >= q (acceptance > 1/2, in practice ~1 for NTT
 /// primes just below a power of two).

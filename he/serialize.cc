@@ -1,5 +1,6 @@
 #include "he/serialize.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -30,6 +31,100 @@ constexpr std::size_t kHeaderBytes = 4 + 2 + 1 + 1 + 8 + 4;
   throw_error(ErrorCategory::kBadMessage, "CKKS deserialization: " + what);
 }
 
+// Little-endian 64-bit loads and stores at any byte address.
+inline std::uint64_t load_le64(const std::uint8_t* p) noexcept {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap64(v);
+  return v;
+}
+inline void store_le64(std::uint8_t* p, std::uint64_t v) noexcept {
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap64(v);
+  std::memcpy(p, &v, 8);
+}
+
+// Packs row (each value below 2^bits, bits in [1, 61]) into exactly nbytes =
+// ceil(n * bits / 8) bytes, LSB first: whole 64-bit words while they fit,
+// then the last bytes.
+void pack_row(std::span<const std::uint64_t> row, int bits, std::uint8_t* out,
+              std::size_t nbytes) noexcept {
+  std::uint64_t acc = 0;  // the low `have` bits are pending
+  int have = 0;
+  std::size_t o = 0;
+  for (const std::uint64_t v : row) {
+    acc |= v << have;
+    const int total = have + bits;
+    if (total >= 64) {
+      store_le64(out + o, acc);
+      o += 8;
+      // The bits of v that did not fit (none when have == 0: v << 0 fit).
+      acc = have == 0 ? 0 : v >> (64 - have);
+      have = total - 64;
+    } else {
+      have = total;
+    }
+  }
+  for (; have > 0; have -= 8) {
+    out[o++] = static_cast<std::uint8_t>(acc);
+    acc >>= 8;
+  }
+  (void)nbytes;
+}
+
+// Unpacks row from ceil(n * bits / 8) bytes (bits in [1, 61]); false when a
+// residue is not below q or the padding bits after the last residue are not
+// zero. Residue j starts at bit j * bits: one unaligned 64-bit load shifted
+// right by its bit offset holds it whole when offset + bits <= 64 (bits <=
+// 57), else a ninth byte completes it. The check is an OR over the row, so
+// the loop has no data-dependent branch.
+bool unpack_row(std::span<const std::uint8_t> in, int bits, std::uint64_t q,
+                std::span<std::uint64_t> row) noexcept {
+  const std::size_t n = row.size();
+  const std::uint8_t* p = in.data();
+  const std::size_t nbytes = in.size();
+  const std::uint64_t mask = (std::uint64_t{1} << bits) - 1;
+  const auto ubits = static_cast<std::size_t>(bits);
+  // Residues whose load (9 bytes at most) stays inside the input.
+  std::size_t fast = 0;
+  if (nbytes >= 9) fast = std::min(n, ((nbytes - 9) * 8) / ubits + 1);
+  std::uint64_t over = 0;
+  std::uint64_t* out = row.data();
+  if (bits <= 57) {
+    for (std::size_t j = 0; j < fast; ++j) {
+      const std::size_t bit = j * ubits;
+      const std::uint64_t v = (load_le64(p + (bit >> 3)) >> (bit & 7)) & mask;
+      over |= static_cast<std::uint64_t>(v >= q);
+      out[j] = v;
+    }
+  } else {
+    for (std::size_t j = 0; j < fast; ++j) {
+      const std::size_t bit = j * ubits;
+      const unsigned sh = bit & 7;
+      const std::uint8_t* b = p + (bit >> 3);
+      // (x << 1) << (63 - sh) is x << (64 - sh), and 0 for sh = 0.
+      const std::uint64_t v =
+          ((load_le64(b) >> sh) | ((std::uint64_t{b[8]} << 1) << (63 - sh))) & mask;
+      over |= static_cast<std::uint64_t>(v >= q);
+      out[j] = v;
+    }
+  }
+  // The last residues, a byte at a time.
+  for (std::size_t j = fast; j < n; ++j) {
+    const std::size_t bit = j * ubits;
+    std::uint64_t v = 0;
+    for (std::size_t k = 0; k < ubits; ++k) {
+      const std::size_t at = bit + k;
+      v |= static_cast<std::uint64_t>((p[at >> 3] >> (at & 7)) & 1) << k;
+    }
+    over |= static_cast<std::uint64_t>(v >= q);
+    out[j] = v;
+  }
+  // Padding: the bits of the last byte after the last residue.
+  const std::size_t used = n * ubits;
+  if (used % 8 != 0 && nbytes > 0 && (p[nbytes - 1] >> (used % 8)) != 0) over = 1;
+  return over == 0;
+}
+
 class Writer {
  public:
   void u8(std::uint8_t v) { out_.push_back(v); }
@@ -46,20 +141,13 @@ class Writer {
     u64(ctx.id());
     u32(static_cast<std::uint32_t>(ctx.n()));
   }
-  // n residues of `bits` bits each (n * bits is a multiple of 8: n >= 8).
+  // n residues of `bits` bits each (n * bits is a multiple of 8: n >= 8),
+  // written a 64-bit word at a time.
   void packed(std::span<const std::uint64_t> row, int bits) {
-    u128 acc = 0;
-    int have = 0;
-    for (std::uint64_t v : row) {
-      acc |= u128{v} << have;
-      have += bits;
-      while (have >= 8) {
-        out_.push_back(static_cast<std::uint8_t>(acc));
-        acc >>= 8;
-        have -= 8;
-      }
-    }
-    if (have > 0) out_.push_back(static_cast<std::uint8_t>(acc));
+    const std::size_t nbytes = (row.size() * static_cast<std::size_t>(bits) + 7) / 8;
+    const std::size_t at = out_.size();
+    out_.resize(at + nbytes);
+    pack_row(row, bits, out_.data() + at, nbytes);
   }
   std::vector<std::uint8_t> take() { return std::move(out_); }
   void reserve(std::size_t n) { out_.reserve(n); }
@@ -105,24 +193,15 @@ class Reader {
     const int bits = q.bits();
     const std::size_t nbytes = (row.size() * static_cast<std::size_t>(bits) + 7) / 8;
     const auto b = take(nbytes, what);
-    const std::uint64_t mask = (std::uint64_t{1} << bits) - 1;
-    u128 acc = 0;
-    int have = 0;
-    std::size_t p = 0;
-    for (std::uint64_t& v : row) {
-      while (have < bits) {
-        acc |= u128{b[p++]} << have;
-        have += 8;
+    if (!unpack_row(b, bits, q.value(), row)) {
+      for (std::uint64_t v : row) {
+        if (v >= q.value()) {
+          bad(std::string(what) + ": residue " + std::to_string(v) + " is not below its modulus " +
+              std::to_string(q.value()));
+        }
       }
-      v = static_cast<std::uint64_t>(acc) & mask;
-      acc >>= bits;
-      have -= bits;
-      if (v >= q.value()) {
-        bad(std::string(what) + ": residue " + std::to_string(v) + " is not below its modulus " +
-            std::to_string(q.value()));
-      }
+      bad(std::string(what) + ": nonzero padding bits");
     }
-    if (acc != 0) bad(std::string(what) + ": nonzero padding bits");
   }
   // The common header; returns the flags.
   std::uint8_t header(const CkksContext& ctx, ObjectType type, std::uint8_t allowed_flags) {
@@ -252,7 +331,15 @@ Ciphertext load_ciphertext(const CkksContext& ctx, std::span<const std::uint8_t>
     bad("ciphertext body of " + std::to_string(r.remaining()) + " bytes, expected " +
         std::to_string(stored * packed_bytes(ctx, 0, static_cast<std::size_t>(level + 1))));
   }
-  Ciphertext ct(ctx.id(), ctx.n(), level, scale, size);
+  // Built field by field (load_ciphertext is a friend of Ciphertext) so
+  // that its data is not zero-filled first: every residue is written below.
+  Ciphertext ct;
+  ct.context_id_ = ctx.id();
+  ct.n_ = ctx.n();
+  ct.level_ = level;
+  ct.scale_ = scale;
+  ct.size_ = size;
+  ct.data_.resize(size * static_cast<std::size_t>(level + 1) * ctx.n());
   for (std::size_t k = 0; k < stored; ++k) {
     for (std::size_t i = 0; i < ct.primes(); ++i) {
       r.packed(ct.mutable_row(k, i), ctx.modulus(i), "ciphertext");

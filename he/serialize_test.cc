@@ -16,6 +16,7 @@
 #include "he/encoder.h"
 #include "he/encryptor.h"
 #include "he/evaluator.h"
+#include "he/sampling.h"
 
 namespace blindfold::he {
 namespace {
@@ -251,6 +252,73 @@ TEST_F(HostileBytes, RandomGarbageNeverCrashes) {
       ASSERT_EQ(e.category(), ErrorCategory::kBadMessage);
     }
   }
+}
+
+}  // namespace
+}  // namespace blindfold::he
+
+namespace blindfold::he {
+namespace {
+
+// The word-level packing of every prime size the contexts allow, at N = 8
+// (residues that end in the last bytes) and N = 1024: random residues and
+// the extremes 0 and q - 1 round-trip; a residue of all ones (>= q) at the
+// first, a middle or the last position is refused with kBadMessage.
+TEST(Serialize, PackedRowsOfEveryPrimeSize) {
+  std::mt19937_64 rng(9);
+  for (const std::size_t n : {8u, 1024u}) {
+    for (int bits = 20; bits <= 60; ++bits) {
+      CkksParameters p;
+      p.n = n;
+      p.chain_bits = {bits};
+      std::shared_ptr<const CkksContext> ctx;
+      try {
+        ctx = CkksContext::create_insecure_for_tests(p);
+      } catch (const Error&) {
+        continue;  // no NTT prime of this size for this N
+      }
+      const std::uint64_t q = ctx->modulus(0).value();
+      Plaintext pt(ctx->id(), n, 0, 1.0);
+      for (auto& v : pt.row(0)) v = rng() % q;
+      pt.row(0)[0] = q - 1;
+      pt.row(0)[1] = 0;
+      pt.row(0)[n - 1] = q - 1;
+      const Bytes b = save(*ctx, pt);
+      ASSERT_EQ(b.size(), 32u + n * static_cast<std::size_t>(ctx->modulus(0).bits()) / 8);
+      const Plaintext back = load_plaintext(*ctx, b);
+      ASSERT_TRUE(same(back.data(), pt.data())) << "bits " << bits << " n " << n;
+      const int qb = ctx->modulus(0).bits();
+      for (const std::size_t j : {std::size_t{0}, n / 2 + 1, n - 1}) {
+        Bytes bad = b;
+        for (int k = 0; k < qb; ++k) {
+          const std::size_t bit =
+              32 * 8 + j * static_cast<std::size_t>(qb) + static_cast<std::size_t>(k);
+          bad[bit / 8] = static_cast<std::uint8_t>(bad[bit / 8] | (1u << (bit % 8)));
+        }
+        EXPECT_EQ(load_error([&] { load_plaintext(*ctx, bad); }), ErrorCategory::kBadMessage)
+            << "bits " << bits << " n " << n << " residue " << j;
+      }
+    }
+  }
+}
+
+// The batch query's shape: N = 16384, {50, 48 x 5}, seeded ciphertexts of
+// encrypt_coefficients round-trip exactly and re-expand c1 from the seed.
+TEST(Serialize, SeededCiphertextOfBatchShape) {
+  CkksParameters p;
+  p.n = 16384;
+  p.chain_bits = {50, 48, 48, 48, 48, 48};
+  World s(CkksContext::create(p));
+  Encryptor sym(s.ctx, s.gen.secret_key());
+  std::vector<std::int64_t> coeffs(p.n);
+  std::mt19937_64 rng(4);
+  for (auto& c : coeffs) c = static_cast<std::int64_t>(rng() % (1u << 30)) - (1 << 29);
+  const Ciphertext ct = sym.encrypt_coefficients(coeffs, 5, std::exp2(35));
+  const Bytes b = save(*s.ctx, ct);
+  EXPECT_EQ(b.size(), 20u + 16u + 32u + 16384u * 290u / 8u);
+  const Ciphertext back = load_ciphertext(*s.ctx, b);
+  EXPECT_TRUE(same(back.data(), ct.data()));
+  EXPECT_TRUE(back.seed().has_value());
 }
 
 }  // namespace
