@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "he/avx512_ops.h"
 #include "he/keyswitch.h"
 #include "he/ntt.h"
 #include "he/sampling.h"
@@ -18,7 +19,88 @@ void check_context(const CkksContext& ctx, std::uint64_t id, const char* what) {
   }
 }
 
+// c0[j] = c0[j] - a[j] s[j] mod q for q < 2^50, all inputs in [0, q), with
+// w[j] = floor(s[j] 2^52 / q): Shoup's product on IFMA52 (as Intel HEXL):
+// qhat = floor(a w / 2^52) is at most one below floor(a s / q), so
+// r = a s - qhat q, computed modulo 2^52, lies in [0, 2q); one conditional
+// subtraction, then the modular difference (both as unsigned minima).
+// Only whole groups of 8, returning how many it did; the caller does the
+// rest (no generic code under the target attribute: he/avx512_ops.h).
+BF_AVX512_IFMA std::size_t sub_mul_shoup_ifma(std::uint64_t* c0, const std::uint64_t* a,
+                                              const std::uint64_t* s, const std::uint64_t* w,
+                                              std::uint64_t q, std::size_t n) {
+  const __m512i vq = _mm512_set1_epi64(static_cast<long long>(q));
+  const __m512i mask52 = _mm512_set1_epi64((1ll << 52) - 1);
+  const __m512i zero = _mm512_setzero_si512();
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m512i va = _mm512_loadu_si512(a + j);
+    const __m512i qhat = _mm512_madd52hi_epu64(zero, va, _mm512_loadu_si512(w + j));
+    const __m512i lo = _mm512_madd52lo_epu64(zero, va, _mm512_loadu_si512(s + j));
+    const __m512i ql = _mm512_madd52lo_epu64(zero, qhat, vq);
+    const __m512i r = detail::cond_sub(_mm512_and_si512(_mm512_sub_epi64(lo, ql), mask52), vq);
+    const __m512i d = _mm512_sub_epi64(_mm512_loadu_si512(c0 + j), r);
+    _mm512_storeu_si512(c0 + j, _mm512_min_epu64(d, _mm512_add_epi64(d, vq)));
+  }
+  return j;
+}
+
 }  // namespace
+
+Encryptor::SecretWords& Encryptor::SecretWords::operator=(SecretWords&& o) noexcept {
+  if (this != &o) {
+    secure_wipe(std::span<std::uint64_t>(v));
+    v = std::move(o.v);
+    rows = o.rows;
+    o.rows = 0;
+  }
+  return *this;
+}
+
+Encryptor::SecretWords::~SecretWords() {
+  secure_wipe(std::span<std::uint64_t>(v));
+}
+
+std::span<const std::uint64_t> Encryptor::secret_shoup52(std::size_t rows) {
+  const std::size_t n = context_->n();
+  if (s_shoup52_.rows < rows) {
+    if (s_shoup52_.v.size() < rows * n) {
+      // Grown once to the whole chain (no reallocation leaves a copy).
+      SecretWords grown;
+      grown.v.resize(context_->chain_size() * n);
+      std::copy(s_shoup52_.v.begin(),
+                s_shoup52_.v.begin() + static_cast<std::ptrdiff_t>(s_shoup52_.rows * n),
+                grown.v.begin());
+      grown.rows = s_shoup52_.rows;
+      s_shoup52_ = std::move(grown);
+    }
+    for (std::size_t i = s_shoup52_.rows; i < rows; ++i) {
+      const std::uint64_t q = context_->modulus(i).value();
+      const double ratio = 0x1p52 / static_cast<double>(q);
+      const std::span<const std::uint64_t> srow = secret_key_->row(i);
+      std::uint64_t* out = s_shoup52_.v.data() + i * n;
+      for (std::size_t j = 0; j < n; ++j) {
+        // A double estimate of floor(s 2^52 / q) (off by a few units at
+        // most), corrected with the exact remainder s 2^52 - est q, which
+        // is small enough to be exact modulo 2^64 as a signed word.
+        const std::uint64_t sv = srow[j];
+        auto est = static_cast<std::uint64_t>(static_cast<double>(sv) * ratio);
+        auto rem = static_cast<std::int64_t>((sv << 52) - est * q);
+        while (rem < 0) {
+          --est;
+          rem += static_cast<std::int64_t>(q);
+        }
+        while (rem >= static_cast<std::int64_t>(q)) {
+          ++est;
+          rem -= static_cast<std::int64_t>(q);
+        }
+        out[j] = est;
+      }
+    }
+    s_shoup52_.rows = rows;
+  }
+  return {s_shoup52_.v.data(), rows * n};
+}
 
 Encryptor::Encryptor(std::shared_ptr<const CkksContext> context, const PublicKey& public_key)
     : context_(std::move(context)), public_key_(public_key), prg_(Prg::from_os()) {
@@ -131,7 +213,14 @@ Ciphertext Encryptor::encrypt_coefficients(std::span<const std::int64_t> coeffic
   std::vector<std::int64_t> sum(n);
   for (std::size_t j = 0; j < n; ++j) sum[j] = coefficients[j] + small[j];
   secure_wipe(std::span<std::int8_t>(small));
-  PolyVector tmp(n);
+  // IFMA52 for a s when every prime of the level is below 2^50.
+  bool ifma = isa_supported(Isa::kAvx512Ifma);
+  for (std::size_t i = 0; i < rows; ++i) {
+    ifma = ifma && ctx.modulus(i).value() < (std::uint64_t{1} << 50);
+  }
+  const std::span<const std::uint64_t> s_shoup52 =
+      ifma ? secret_shoup52(rows) : std::span<const std::uint64_t>();
+  PolyVector tmp(ifma ? 0 : n);
   for (std::size_t i = 0; i < rows; ++i) {
     const Modulus& q = ctx.modulus(i);
     std::span<std::uint64_t> c0 = ct.mutable_row(0, i);
@@ -143,8 +232,15 @@ Ciphertext Encryptor::encrypt_coefficients(std::span<const std::int64_t> coeffic
     }
     ntt_forward(c0, ctx.ntt(i));
     expand_uniform(seed, kCiphertextStream + i, q, c1);
-    mul_mod(c1, secret_key_->row(i), q, tmp);
-    sub_mod(c0, tmp, q, c0);
+    if (ifma) {
+      const std::span<const std::uint64_t> srow = secret_key_->row(i);
+      std::size_t j = sub_mul_shoup_ifma(c0.data(), c1.data(), srow.data(),
+                                         s_shoup52.data() + i * n, q.value(), n);
+      for (; j < n; ++j) c0[j] = sub_mod(c0[j], mul_mod(c1[j], srow[j], q), q);
+    } else {
+      mul_mod(c1, secret_key_->row(i), q, tmp);
+      sub_mod(c0, tmp, q, c0);
+    }
   }
   secure_wipe(std::span<std::int64_t>(sum));
   secure_wipe(std::span<std::uint64_t>(tmp));

@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "he/ciphertext.h"
 #include "he/context.h"
@@ -62,11 +63,25 @@ class Encryptor {
  private:
   void check_key() const;
   Ciphertext encrypt_impl(const Plaintext* plain, int level, double scale);
+  /// Shoup constants floor(s 2^52 / q) of the secret key's rows 0..rows-1,
+  /// computed on first use (for the IFMA product of encrypt_coefficients).
+  std::span<const std::uint64_t> secret_shoup52(std::size_t rows);
+
+  // Words derived from the secret key: wiped when released.
+  struct SecretWords {
+    std::vector<std::uint64_t> v;
+    std::size_t rows = 0;
+    SecretWords() = default;
+    SecretWords(SecretWords&& o) noexcept : v(std::move(o.v)), rows(o.rows) { o.rows = 0; }
+    SecretWords& operator=(SecretWords&& o) noexcept;
+    ~SecretWords();
+  };
 
   std::shared_ptr<const CkksContext> context_;
   std::optional<PublicKey> public_key_;
   std::optional<SecretKey> secret_key_;
   Prg prg_;
+  SecretWords s_shoup52_;
 };
 
 class Decryptor {
