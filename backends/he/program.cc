@@ -6,11 +6,14 @@
 #include <string.h>  // explicit_bzero
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cmath>
+#include <complex>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <set>
 
 #include "backends/he/layers.h"
@@ -335,8 +338,12 @@ CtMessage parse_ct_message(std::span<const std::uint8_t> bytes, const char (&mag
   CtMessage m;
   m.samples = static_cast<std::int64_t>(samples);
   m.cts.resize(count);
-  run_chunks(pool, count, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) {
+  // The threads take the ciphertexts one at a time (a busy core does fewer).
+  std::atomic<std::int64_t> next{0};
+  const auto n = static_cast<std::int64_t>(count);
+  const std::int64_t threads = pool ? std::min<std::int64_t>(pool->size(), n) : 1;
+  run_chunks(pool, threads, [&](std::int64_t, std::int64_t) {
+    for (std::int64_t i = next++; i < n; i = next++) {
       try {
         m.cts[sz(i)] = he::load_ciphertext(ctx, blobs[sz(i)]);
       } catch (const Error& e) {
@@ -590,31 +597,100 @@ std::vector<std::uint8_t> Client::encrypt(const Tensor& batch) const {
   const std::size_t slots = ctx.slots();
   const bool latency = s.mode == Mode::kLatency;
   const std::int64_t count = latency ? samples * s.input_cts : per;
-  std::vector<std::vector<std::uint8_t>> blobs(sz(count));
-  // One secret-key encryptor per chunk (an encryptor is not thread-safe);
-  // each draws its own seed from the OS CSPRNG.
-  run_chunks(impl_->pool, count, [&](std::int64_t begin, std::int64_t end) {
-    he::Encryptor encryptor(impl_->ctx, impl_->keygen.secret_key());
-    std::vector<double> values(slots, 0.0);
-    for (std::int64_t i = begin; i < end; ++i) {
-      if (latency) {
-        const std::int64_t b = i / s.input_cts, c = i % s.input_cts;
-        for (std::size_t k = 0; k < slots; ++k) {
-          const std::int32_t idx = s.in_map[sz(c) * slots + k];
-          values[k] = idx < 0 ? 0.0 : x[sz(b * per + idx)];
-        }
-      } else {
-        std::fill(values.begin(), values.end(), 0.0);
-        for (std::int64_t b = 0; b < samples; ++b) values[sz(b)] = x[sz(b * per + i)];
-      }
-      he::Plaintext pt = impl_->encoder.encode(std::span<const double>(values), scale, level);
-      const he::Ciphertext ct = encryptor.encrypt(pt);
-      wipe(pt.data().data(), pt.data().size() * sizeof(std::uint64_t));
-      blobs[sz(i)] = he::save(ctx, ct, true);
+  const int log_q = ctx.chain_base(level).product_bits();
+  // Per thread: an encryptor (not thread-safe; each with its own seed from
+  // the OS CSPRNG) and the buffers of one ciphertext, wiped when done.
+  struct Worker {
+    Worker(std::shared_ptr<const he::CkksContext> c, const he::SecretKey& key, std::size_t slots)
+        : encryptor(std::move(c), key), values(slots, 0.0), u(slots), coeffs(2 * slots) {}
+    ~Worker() {
+      wipe(values);
+      wipe(u);
+      wipe(coeffs);
     }
-    wipe(values);
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+    he::Encryptor encryptor;
+    std::vector<double> values;
+    std::vector<std::complex<double>> u;
+    std::vector<std::int64_t> coeffs;
+  };
+  auto make_worker = [&] {
+    return std::make_unique<Worker>(impl_->ctx, impl_->keygen.secret_key(), slots);
+  };
+  // Ciphertext i, serialized (seeded: half size).
+  auto encrypt_one = [&](Worker& w, std::int64_t i) {
+    std::vector<double>& values = w.values;
+    if (latency) {
+      const std::int64_t b = i / s.input_cts, c = i % s.input_cts;
+      for (std::size_t k = 0; k < slots; ++k) {
+        const std::int32_t idx = s.in_map[sz(c) * slots + k];
+        values[k] = idx < 0 ? 0.0 : x[sz(b * per + idx)];
+      }
+    } else {
+      std::fill(values.begin(), values.end(), 0.0);
+      for (std::int64_t b = 0; b < samples; ++b) values[sz(b)] = x[sz(b * per + i)];
+    }
+    // The encoder's coefficients (he/encoder.cc, encode: the inverse special
+    // FFT, then m_k = round(scale Re u_k), m_{k + N/2} = round(scale Im u_k);
+    // he/encryptor_test.cc checks that their NTT is encode()'s plaintext),
+    // kept as integers so that the encryptor adds them to its error before
+    // its one NTT per prime.
+    for (std::size_t k = 0; k < slots; ++k) w.u[k] = {values[k], 0.0};
+    impl_->encoder.fft_special_inverse(w.u);
+    double max_abs = 0;
+    for (std::size_t k = 0; k < slots; ++k) {
+      const double re = std::nearbyint(w.u[k].real() * scale);
+      const double im = std::nearbyint(w.u[k].imag() * scale);
+      max_abs = std::max({max_abs, std::fabs(re), std::fabs(im)});
+      w.coeffs[k] = static_cast<std::int64_t>(re);
+      w.coeffs[k + slots] = static_cast<std::int64_t>(im);
+    }
+    he::Ciphertext ct;
+    if (max_abs < 0x1p61 && std::log2(max_abs + 1) < log_q - 1) {
+      ct = w.encryptor.encrypt_coefficients(w.coeffs, level, scale);
+    } else {
+      // Out of range: the encoder's path, which refuses it with its reason.
+      he::Plaintext pt = impl_->encoder.encode(std::span<const double>(values), scale, level);
+      ct = w.encryptor.encrypt(pt);
+      wipe(pt.data().data(), pt.data().size() * sizeof(std::uint64_t));
+    }
+    return he::save(ctx, ct, true);
+  };
+  // The query (ct_message's layout: magic | version | u64 samples | u32
+  // count | per ciphertext u64 length + bytes) is written in place: every
+  // ciphertext serializes to the same length (seeded, one level), learnt
+  // from the first, so each thread copies its ciphertexts straight to their
+  // offsets while they are in cache, and no second copy of the hundreds of
+  // megabytes of a batch query is made.
+  const std::vector<std::uint8_t> first = encrypt_one(*make_worker(), 0);
+  const std::size_t len = first.size();
+  constexpr std::size_t kHead = 4 + 4 + 8 + 4;
+  Writer w;
+  w.out.reserve(kHead);
+  w.raw(kQueryMagic, 4);
+  w.u32(kVersion);
+  w.u64(static_cast<std::uint64_t>(samples));
+  w.u32(static_cast<std::uint32_t>(count));
+  w.out.resize(kHead + sz(count) * (8 + len));
+  auto place = [&](std::int64_t i, const std::vector<std::uint8_t>& blob) {
+    if (blob.size() != len) {
+      throw_error(ErrorCategory::kInternal, "he client: ciphertexts of different lengths");
+    }
+    std::uint8_t* at = w.out.data() + kHead + sz(i) * (8 + len);
+    for (int k = 0; k < 8; ++k) at[k] = static_cast<std::uint8_t>(std::uint64_t{len} >> (8 * k));
+    std::memcpy(at + 8, blob.data(), len);
+  };
+  place(0, first);
+  // The threads take the ciphertexts one at a time (a busy core does fewer).
+  std::atomic<std::int64_t> next{1};
+  const std::int64_t threads =
+      impl_->pool ? std::min<std::int64_t>(impl_->pool->size(), count - 1) : 1;
+  run_chunks(impl_->pool, threads, [&](std::int64_t, std::int64_t) {
+    const auto worker = make_worker();
+    for (std::int64_t i = next++; i < count; i = next++) place(i, encrypt_one(*worker, i));
   });
-  return ct_message(kQueryMagic, static_cast<std::uint64_t>(samples), blobs);
+  return std::move(w.out);
 }
 
 Tensor Client::decrypt(std::span<const std::uint8_t> response) const {
