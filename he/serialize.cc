@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "he/avx512_ops.h"
 #include "he/sampling.h"
 
 // Bodies (after the common header):
@@ -43,6 +44,86 @@ inline void store_le64(std::uint8_t* p, std::uint64_t v) noexcept {
   std::memcpy(p, &v, 8);
 }
 
+// AVX-512 VBMI packing of 8 residues (exactly `bits` bytes) at a time, for
+// 8 <= bits <= 56. Unpack: one masked load of the group's bytes, vpermb
+// gathers residue k's 8-byte window (from byte k bits / 8) into lane k, a
+// per-lane shift by (k bits) mod 8 and a mask leave the residue. Pack: each
+// lane shifted left by its bit offset, then every output byte is taken from
+// the lane that holds its first bit, ORed with the byte of the next lane
+// when that lane starts inside it (two vpermb). The index tables come from
+// vbmi_tables (generic code); the target functions hold only intrinsics
+// (he/avx512_ops.h says why).
+#define BF_VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+
+struct VbmiTables {
+  alignas(64) std::uint8_t window[64];  // unpack: lane k byte i <- k bits / 8 + i
+  alignas(64) std::uint64_t shift[8];   // (k bits) mod 8
+  alignas(64) std::uint8_t first[64];   // pack: byte t <- lane byte holding bit 8t
+  alignas(64) std::uint8_t second[64];  // pack: byte t <- byte 0 of the lane starting in t
+  std::uint64_t first_mask = 0, second_mask = 0;
+};
+
+VbmiTables vbmi_tables(int bits) {
+  VbmiTables t{};
+  const auto b = static_cast<unsigned>(bits);
+  for (unsigned k = 0; k < 8; ++k) {
+    t.shift[k] = (k * b) % 8;
+    for (unsigned i = 0; i < 8; ++i) t.window[8 * k + i] = static_cast<std::uint8_t>(k * b / 8 + i);
+  }
+  for (unsigned byte = 0; byte < b; ++byte) {
+    const unsigned k1 = 8 * byte / b;
+    t.first[byte] = static_cast<std::uint8_t>(8 * k1 + (byte - k1 * b / 8));
+    t.first_mask |= std::uint64_t{1} << byte;
+    const unsigned k2 = k1 + 1;
+    if (k2 < 8 && k2 * b < 8 * byte + 8) {
+      t.second[byte] = static_cast<std::uint8_t>(8 * k2);
+      t.second_mask |= std::uint64_t{1} << byte;
+    }
+  }
+  return t;
+}
+
+bool vbmi_usable() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vbmi");
+  return ok;
+}
+
+// Returns a nonzero mask when a residue is >= q.
+BF_VBMI unsigned unpack_groups_vbmi(const std::uint8_t* p, const VbmiTables& t,
+                                    std::uint64_t bytes_mask, std::size_t bits, std::uint64_t mask,
+                                    std::uint64_t q, std::uint64_t* out, std::size_t groups) {
+  const __m512i window = _mm512_load_si512(t.window);
+  const __m512i shift = _mm512_load_si512(t.shift);
+  const __m512i vmask = _mm512_set1_epi64(static_cast<long long>(mask));
+  const __m512i vq = _mm512_set1_epi64(static_cast<long long>(q));
+  const __mmask64 load_mask = _cvtu64_mask64(bytes_mask);
+  __mmask8 over = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    const __m512i raw = _mm512_maskz_loadu_epi8(load_mask, p + g * bits);
+    const __m512i v =
+        _mm512_and_si512(_mm512_srlv_epi64(_mm512_permutexvar_epi8(window, raw), shift), vmask);
+    over = static_cast<__mmask8>(over | _mm512_cmpge_epu64_mask(v, vq));
+    _mm512_storeu_si512(out + 8 * g, v);
+  }
+  return over;
+}
+
+BF_VBMI void pack_groups_vbmi(const std::uint64_t* in, const VbmiTables& t, std::size_t bits,
+                              std::uint8_t* out, std::size_t groups) {
+  const __m512i shift = _mm512_load_si512(t.shift);
+  const __m512i first = _mm512_load_si512(t.first);
+  const __m512i second = _mm512_load_si512(t.second);
+  const __mmask64 m1 = _cvtu64_mask64(t.first_mask);
+  const __mmask64 m2 = _cvtu64_mask64(t.second_mask);
+  for (std::size_t g = 0; g < groups; ++g) {
+    const __m512i sh = _mm512_sllv_epi64(_mm512_loadu_si512(in + 8 * g), shift);
+    const __m512i bytes = _mm512_or_si512(_mm512_maskz_permutexvar_epi8(m1, first, sh),
+                                          _mm512_maskz_permutexvar_epi8(m2, second, sh));
+    _mm512_mask_storeu_epi8(out + g * bits, m1, bytes);
+  }
+}
+
 // Packs row (each value below 2^bits, bits in [1, 61]) into exactly nbytes =
 // ceil(n * bits / 8) bytes, LSB first: whole 64-bit words while they fit,
 // then the last bytes.
@@ -51,6 +132,13 @@ void pack_row(std::span<const std::uint64_t> row, int bits, std::uint8_t* out,
   std::uint64_t acc = 0;  // the low `have` bits are pending
   int have = 0;
   std::size_t o = 0;
+  if (bits >= 8 && bits <= 56 && vbmi_usable()) {
+    const std::size_t groups = row.size() / 8;
+    const VbmiTables t = vbmi_tables(bits);
+    pack_groups_vbmi(row.data(), t, static_cast<std::size_t>(bits), out, groups);
+    o = groups * static_cast<std::size_t>(bits);
+    row = row.subspan(8 * groups);
+  }
   for (const std::uint64_t v : row) {
     acc |= v << have;
     const int total = have + bits;
@@ -89,15 +177,22 @@ bool unpack_row(std::span<const std::uint8_t> in, int bits, std::uint64_t q,
   if (nbytes >= 9) fast = std::min(n, ((nbytes - 9) * 8) / ubits + 1);
   std::uint64_t over = 0;
   std::uint64_t* out = row.data();
+  std::size_t start = 0;
+  if (bits >= 8 && bits <= 56 && vbmi_usable()) {
+    const std::size_t groups = n / 8;
+    const VbmiTables t = vbmi_tables(bits);
+    over |= unpack_groups_vbmi(p, t, (std::uint64_t{1} << bits) - 1, ubits, mask, q, out, groups);
+    start = 8 * groups;
+  }
   if (bits <= 57) {
-    for (std::size_t j = 0; j < fast; ++j) {
+    for (std::size_t j = start; j < fast; ++j) {
       const std::size_t bit = j * ubits;
       const std::uint64_t v = (load_le64(p + (bit >> 3)) >> (bit & 7)) & mask;
       over |= static_cast<std::uint64_t>(v >= q);
       out[j] = v;
     }
   } else {
-    for (std::size_t j = 0; j < fast; ++j) {
+    for (std::size_t j = start; j < fast; ++j) {
       const std::size_t bit = j * ubits;
       const unsigned sh = bit & 7;
       const std::uint8_t* b = p + (bit >> 3);
@@ -109,7 +204,7 @@ bool unpack_row(std::span<const std::uint8_t> in, int bits, std::uint64_t q,
     }
   }
   // The last residues, a byte at a time.
-  for (std::size_t j = fast; j < n; ++j) {
+  for (std::size_t j = std::max(fast, start); j < n; ++j) {
     const std::size_t bit = j * ubits;
     std::uint64_t v = 0;
     for (std::size_t k = 0; k < ubits; ++k) {
