@@ -99,6 +99,26 @@ BF_VAES void aes256_ctr_vaes(const __m128i* rk, std::uint64_t stream, std::uint6
   }
 }
 
+// Keeps, in order, the words w & mask that are below q: out[0..] gets them
+// 8 candidates at a time (vpcompressq) while 8 more fit below `room`.
+// Returns {candidates read, words written}.
+struct Filtered {
+  std::size_t read, written;
+};
+BF_VAES Filtered filter_below_avx512(const std::uint64_t* in, std::size_t words, std::uint64_t mask,
+                                     std::uint64_t q, std::uint64_t* out, std::size_t room) {
+  const __m512i vmask = _mm512_set1_epi64(static_cast<long long>(mask));
+  const __m512i vq = _mm512_set1_epi64(static_cast<long long>(q));
+  std::size_t r = 0, w = 0;
+  for (; r + 8 <= words && w + 8 <= room; r += 8) {
+    const __m512i v = _mm512_and_si512(_mm512_loadu_si512(in + r), vmask);
+    const __mmask8 keep = _mm512_cmplt_epu64_mask(v, vq);
+    _mm512_mask_compressstoreu_epi64(out + w, keep, v);
+    w += static_cast<std::size_t>(__builtin_popcount(static_cast<unsigned>(keep)));
+  }
+  return {r, w};
+}
+
 bool vaes_usable() {
   static const bool ok = __builtin_cpu_supports("vaes") && __builtin_cpu_supports("aes") &&
                          __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
@@ -197,7 +217,10 @@ void expand_uniform(const Seed& seed, std::uint64_t stream, const Modulus& q,
       aes256_ctr_vaes(rk, stream, block, reinterpret_cast<std::uint8_t*>(buf), groups);
       block += 16 * groups;
       const std::size_t words = 32 * groups;
-      std::size_t r = 0;
+      const Filtered f =
+          filter_below_avx512(buf, words, mask, q.value(), o + filled, out.size() - filled);
+      std::size_t r = f.read;
+      filled += f.written;
       for (; r < words && filled < out.size(); ++r) {
         const std::uint64_t v = buf[r] & mask;
         o[filled] = v;
