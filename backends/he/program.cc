@@ -663,7 +663,10 @@ std::vector<std::uint8_t> Client::encrypt(const Tensor& batch) const {
   // from the first, so each thread copies its ciphertexts straight to their
   // offsets while they are in cache, and no second copy of the hundreds of
   // megabytes of a batch query is made.
-  const std::vector<std::uint8_t> first = encrypt_one(*make_worker(), 0);
+  // The first worker goes on as chunk 0's (its encryptor's precomputed
+  // key constants are reused).
+  const std::unique_ptr<Worker> first_worker = make_worker();
+  const std::vector<std::uint8_t> first = encrypt_one(*first_worker, 0);
   const std::size_t len = first.size();
   constexpr std::size_t kHead = 4 + 4 + 8 + 4;
   Writer w;
@@ -686,10 +689,13 @@ std::vector<std::uint8_t> Client::encrypt(const Tensor& batch) const {
   std::atomic<std::int64_t> next{1};
   const std::int64_t threads =
       impl_->pool ? std::min<std::int64_t>(impl_->pool->size(), count - 1) : 1;
-  run_chunks(impl_->pool, threads, [&](std::int64_t, std::int64_t) {
-    const auto worker = make_worker();
-    for (std::int64_t i = next++; i < count; i = next++) place(i, encrypt_one(*worker, i));
-  });
+  if (count > 1) {
+    run_chunks(impl_->pool, threads, [&](std::int64_t begin, std::int64_t) {
+      const std::unique_ptr<Worker> own = begin == 0 ? nullptr : make_worker();
+      Worker& worker = begin == 0 ? *first_worker : *own;
+      for (std::int64_t i = next++; i < count; i = next++) place(i, encrypt_one(worker, i));
+    });
+  }
   return std::move(w.out);
 }
 
