@@ -199,7 +199,17 @@ void small_signed_to_residues(std::span<const std::int64_t> v, const Modulus& q,
 
 void expand_uniform(const Seed& seed, std::uint64_t stream, const Modulus& q,
                     std::span<std::uint64_t> out) {
-  if (vaes_usable() && std::endian::native == std::endian::little) {
+  expand_uniform(
+      seed, stream, q, out,
+      vaes_usable() && std::endian::native == std::endian::little ? Isa::kAvx512 : Isa::kScalar);
+}
+
+void expand_uniform(const Seed& seed, std::uint64_t stream, const Modulus& q,
+                    std::span<std::uint64_t> out, Isa isa) {
+  if (isa != Isa::kScalar) {
+    if (!vaes_usable() || std::endian::native != std::endian::little) {
+      throw Error(ErrorCategory::kUnsupported, "expand_uniform: no VAES and AVX-512BW here");
+    }
     // The same words from the VAES key stream, 2 KiB words (16 KiB, in L1)
     // at a time, filtered into `out`.
     const std::uint64_t mask =

@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "core/error.h"
 #include "he/primes.h"
 
 namespace blindfold::he {
@@ -38,9 +39,21 @@ TEST(Sampling, ExpandUniformIsTheWordByWordRejection) {
                                        Modulus((std::uint64_t{1} << 30) + 3)};
   for (const Modulus& q : moduli) {
     for (const std::size_t n : {1u, 7u, 2048u, 16384u, 40000u}) {
+      const auto want = reference_expand(seed, 5, q, n);
       std::vector<std::uint64_t> got(n);
       expand_uniform(seed, 5, q, got);
-      EXPECT_EQ(got, reference_expand(seed, 5, q, n)) << q.value() << " n " << n;
+      EXPECT_EQ(got, want) << q.value() << " n " << n;
+      // Each variant: OpenSSL, and VAES where this CPU has it.
+      for (const Isa isa : {Isa::kScalar, Isa::kAvx512}) {
+        std::vector<std::uint64_t> pinned(n);
+        try {
+          expand_uniform(seed, 5, q, pinned, isa);
+        } catch (const Error& e) {
+          ASSERT_EQ(e.category(), ErrorCategory::kUnsupported);
+          continue;
+        }
+        EXPECT_EQ(pinned, want) << isa_name(isa) << " " << q.value() << " n " << n;
+      }
     }
   }
 }
