@@ -6,23 +6,17 @@
 // parameters, a client that breaks the channel or vanishes, a client without
 // TLS) is refused with a clear line, and the server serves the next session.
 // The misbehaving clients are written here over net/ (TLS as `infer` does).
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "backends/he/he_backend.h"
@@ -33,8 +27,7 @@
 #include "model/onnx_import.h"
 #include "net/tcp.h"
 #include "net/tls.h"
-
-extern char** environ;
+#include "tests/process_util.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -48,110 +41,16 @@ const std::string kModel = kRoot + "/models/fmnist-he.onnx";
 const std::string kOtherModel = kRoot + "/models/cancer-logreg.onnx";
 const std::string kInput = kRoot + "/models/fixtures/fmnist-test-first8.npy";
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-int count_lines(const std::string& s) {
-  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
-}
-
-// Child processes of one test (as tests/mpc_party_test.cc); whatever is still
-// running at the end is killed by its own pid and reaped.
-class Procs {
- public:
-  explicit Procs(fs::path dir) : dir_(std::move(dir)) {}
-  ~Procs() {
-    for (pid_t p : pids_) {
-      if (p > 0) {
-        ::kill(p, SIGKILL);
-        ::waitpid(p, nullptr, 0);
-      }
-    }
-  }
-  pid_t start(const std::string& name, const std::vector<std::string>& args) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    const std::string out = (dir_ / (name + ".out")).string(),
-                      err = (dir_ / (name + ".err")).string();
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> all{kBin};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, kBin.c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) throw std::runtime_error("posix_spawn failed");
-    pids_.push_back(pid);
-    return pid;
-  }
-  // Exit code, -1 when not ended within `timeout` (then killed), or 128 + signal.
-  int wait(pid_t pid, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    for (;;) {
-      const pid_t r = ::waitpid(pid, &status, WNOHANG);
-      if (r == pid) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        forget(pid);
-        return -1;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    forget(pid);
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  }
-  std::string out(const std::string& name) const {
-    return slurp((dir_ / (name + ".out")).string());
-  }
-  std::string err(const std::string& name) const {
-    return slurp((dir_ / (name + ".err")).string());
-  }
-  bool wait_for(const std::string& file, const std::string& needle,
-                std::chrono::milliseconds timeout) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (slurp((dir_ / file).string()).find(needle) != std::string::npos) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
-  }
-
- private:
-  void forget(pid_t pid) {
-    for (pid_t& p : pids_) {
-      if (p == pid) p = -1;
-    }
-  }
-  fs::path dir_;
-  std::vector<pid_t> pids_;
-};
-
-std::vector<std::int64_t> argmax_rows(const blindfold::Tensor& y) {
-  const std::int64_t k = y.shape().back();
-  std::vector<std::int64_t> labels;
-  for (std::int64_t r = 0; r < y.numel() / k; ++r) {
-    const float* row = y.f32().data() + r * k;
-    labels.push_back(std::max_element(row, row + k) - row);
-  }
-  return labels;
-}
+using blindfold::testutil::argmax_rows;
+using blindfold::testutil::count_lines;
+using blindfold::testutil::Procs;
 
 class HeServe : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     suite_dir_ = fs::temp_directory_path() / ("bf_he_serve_" + std::to_string(::getpid()));
     fs::create_directories(suite_dir_);
-    Procs p(suite_dir_);
+    Procs p(kBin, suite_dir_);
     const pid_t c = p.start(
         "certs", {"certs", "--out", (suite_dir_ / "pki").string(), "--parties", "server,client"});
     ASSERT_EQ(p.wait(c, 60s), 0) << p.err("certs");
@@ -168,7 +67,7 @@ class HeServe : public ::testing::Test {
     std::replace(name.begin(), name.end(), '/', '_');
     dir_ = suite_dir_ / name;
     fs::create_directories(dir_);
-    procs_ = std::make_unique<Procs>(dir_);
+    procs_ = std::make_unique<Procs>(kBin, dir_);
   }
   void TearDown() override { procs_.reset(); }
 

@@ -4,13 +4,8 @@
 // a client sending malformed messages (a fake one, written here over
 // net::connect_mesh) is refused with a bad-message line, and the next real
 // session is served correctly.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,8 +24,7 @@
 #include "core/npy.h"
 #include "core/tensor.h"
 #include "net/mesh.h"
-
-extern char** environ;
+#include "tests/process_util.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -42,125 +36,17 @@ const std::string kRoot = BLINDFOLD_SOURCE_DIR;
 const std::string kModel = kRoot + "/models/fmnist-lenet.onnx";
 const std::string kInput = kRoot + "/models/fixtures/fmnist-test-first8.npy";
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-int count_lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
-
-// Child processes of one test; whatever is still running at the end is
-// killed (by its own pid) and reaped.
-class Procs {
- public:
-  explicit Procs(fs::path dir) : dir_(std::move(dir)) {}
-  ~Procs() {
-    for (pid_t p : pids_) {
-      if (p > 0) {
-        ::kill(p, SIGKILL);
-        ::waitpid(p, nullptr, 0);
-      }
-    }
-  }
-  // Starts the binary with `args`; stdout and stderr go to DIR/NAME.out/.err.
-  pid_t start(const std::string& name, const std::vector<std::string>& args) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    const std::string out = (dir_ / (name + ".out")).string(), err = (dir_ / (name + ".err")).string();
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> all{kBin};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, kBin.c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) throw std::runtime_error("posix_spawn failed");
-    pids_.push_back(pid);
-    return pid;
-  }
-  // Exit code, or -1 when it has not ended within `timeout` (it is then
-  // killed), or 128 + signal.
-  int wait(pid_t pid, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    for (;;) {
-      const pid_t r = ::waitpid(pid, &status, WNOHANG);
-      if (r == pid) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        forget(pid);
-        return -1;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    forget(pid);
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  }
-  void kill9(pid_t pid) { ::kill(pid, SIGKILL); }
-  std::string out(const std::string& name) const { return slurp((dir_ / (name + ".out")).string()); }
-  std::string err(const std::string& name) const { return slurp((dir_ / (name + ".err")).string()); }
-  // Waits until DIR/FILE contains `needle`.
-  bool wait_for(const std::string& file, const std::string& needle, std::chrono::milliseconds timeout) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (slurp((dir_ / file).string()).find(needle) != std::string::npos) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
-  }
-
- private:
-  void forget(pid_t pid) {
-    for (pid_t& p : pids_) {
-      if (p == pid) p = -1;
-    }
-  }
-  fs::path dir_;
-  std::vector<pid_t> pids_;
-};
-
-// Three free loopback ports (bound to port 0, read back, released).
-std::vector<int> free_ports() {
-  std::vector<int> fds, ports;
-  for (int i = 0; i < 3; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("bind");
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ports.push_back(ntohs(a.sin_port));
-    fds.push_back(fd);
-  }
-  for (int fd : fds) ::close(fd);
-  return ports;
-}
-
-std::vector<std::int64_t> argmax_rows(const blindfold::Tensor& y) {
-  const std::int64_t k = y.shape().back();
-  std::vector<std::int64_t> labels;
-  for (std::int64_t r = 0; r < y.numel() / k; ++r) {
-    const float* row = y.f32().data() + r * k;
-    labels.push_back(std::max_element(row, row + k) - row);
-  }
-  return labels;
-}
+using blindfold::testutil::argmax_rows;
+using blindfold::testutil::count_lines;
+using blindfold::testutil::free_ports;
+using blindfold::testutil::Procs;
 
 class MpcParty : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     suite_dir_ = fs::temp_directory_path() / ("bf_mpc_party_" + std::to_string(::getpid()));
     fs::create_directories(suite_dir_);
-    Procs p(suite_dir_);
+    Procs p(kBin, suite_dir_);
     const pid_t c = p.start("certs", {"certs", "--out", (suite_dir_ / "pki").string(), "--parties",
                                       "server,client,helper"});
     ASSERT_EQ(p.wait(c, 60s), 0) << p.err("certs");
@@ -182,7 +68,7 @@ class MpcParty : public ::testing::Test {
     std::replace(name.begin(), name.end(), '/', '_');
     dir_ = suite_dir_ / name;
     fs::create_directories(dir_);
-    const std::vector<int> ports = free_ports();
+    const std::vector<int> ports = free_ports(3);
     const std::string names[3] = {"server", "client", "helper"};
     nlohmann::json parties = nlohmann::json::array();
     for (int i = 0; i < 3; ++i) {
@@ -196,7 +82,7 @@ class MpcParty : public ::testing::Test {
     const nlohmann::json config{{"ca", "pki/ca.pem"}, {"transport", "tls"}, {"parties", parties}};
     config_ = (suite_dir_ / (name + "-mesh.json")).string();
     std::ofstream(config_) << config.dump(2);
-    procs_ = std::make_unique<Procs>(dir_);
+    procs_ = std::make_unique<Procs>(kBin, dir_);
   }
   void TearDown() override { procs_.reset(); }
 

@@ -1,0 +1,62 @@
+// Child processes of the multi-process tests (tests/he_serve_test.cc,
+// tests/mpc_party_test.cc): the `blindfold` binary spawned with its output in
+// files, waited for with a deadline, killed by its own pid; free loopback
+// ports; and the small helpers both tests read that output with.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace blindfold::testutil {
+
+/// The whole file (empty when it cannot be read).
+std::string slurp(const std::string& path);
+
+/// The number of '\n' in `s`.
+int count_lines(const std::string& s);
+
+/// The arg max of each row of `y` (rows along its last dimension).
+std::vector<std::int64_t> argmax_rows(const Tensor& y);
+
+/// `n` distinct free loopback ports (each bound to port 0, read back, and
+/// released only after all are read, so they differ).
+std::vector<int> free_ports(int n);
+
+/// The child processes of one test. Each runs `bin` with its stdout and
+/// stderr in DIR/NAME.out and DIR/NAME.err; whatever is still running when
+/// this ends is killed (by its own pid) and reaped. Not thread-safe.
+class Procs {
+ public:
+  Procs(std::string bin, std::filesystem::path dir);
+  ~Procs();
+  Procs(const Procs&) = delete;
+  Procs& operator=(const Procs&) = delete;
+
+  /// Starts the binary with `args`; throws std::runtime_error if it cannot.
+  pid_t start(const std::string& name, const std::vector<std::string>& args);
+  /// Exit code, or -1 when it has not ended within `timeout` (it is then
+  /// killed), or 128 + signal.
+  int wait(pid_t pid, std::chrono::milliseconds timeout);
+  /// SIGKILL, without reaping (wait() does).
+  void kill9(pid_t pid);
+  std::string out(const std::string& name) const;
+  std::string err(const std::string& name) const;
+  /// Waits until DIR/FILE contains `needle`; false after `timeout`.
+  bool wait_for(const std::string& file, const std::string& needle,
+                std::chrono::milliseconds timeout) const;
+
+ private:
+  void forget(pid_t pid);
+  std::string bin_;
+  std::filesystem::path dir_;
+  std::vector<pid_t> pids_;
+};
+
+}  // namespace blindfold::testutil
