@@ -23,6 +23,7 @@
 #include "backends/he/layers.h"
 #include "backends/he/modes.h"
 #include "backends/he/program.h"
+#include "backends/test_util.h"
 #include "core/error.h"
 #include "core/npy.h"
 #include "core/thread_pool.h"
@@ -37,10 +38,7 @@ std::int64_t numel(const Shape& s) {
   return checked_numel(s);
 }
 
-std::string root() {
-  const char* r = std::getenv("BLINDFOLD_ROOT");
-  return r ? r : ".";
-}
+using testutil::root;
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) {

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "backends/test_util.h"
 #include "core/error.h"
 #include "core/npy.h"
 #include "model/executor.h"
@@ -21,10 +22,7 @@
 namespace blindfold::backends {
 namespace {
 
-std::string root() {
-  const char* r = std::getenv("BLINDFOLD_ROOT");
-  return r ? r : ".";
-}
+using testutil::root;
 
 model::Graph load(const std::string& name) {
   return model::import_onnx_file(root() + "/models/" + name + ".onnx");

@@ -16,6 +16,7 @@
 
 #include "backends/he/layers.h"
 #include "backends/he/modes.h"
+#include "backends/test_util.h"
 #include "core/error.h"
 #include "core/npy.h"
 #include "core/thread_pool.h"
@@ -26,10 +27,7 @@
 namespace blindfold::backends::heplan {
 namespace {
 
-std::string root() {
-  const char* r = std::getenv("BLINDFOLD_ROOT");
-  return r ? r : ".";
-}
+using testutil::root;
 
 double metadata_bound(const model::Graph& g) {
   auto it = g.metadata.find("blindfold.input_bound");

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/test_util.h"
 #include "core/error.h"
 #include "core/npy.h"
 #include "he/ckks.h"
@@ -29,68 +30,10 @@ using model::Node;
 using model::OpType;
 using model::Value;
 
-std::string root() {
-  const char* r = std::getenv("BLINDFOLD_ROOT");
-  return r ? r : ".";
-}
-
-Tensor random_tensor(std::mt19937& rng, Shape shape, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::int64_t n = 1;
-  for (auto d : shape) n *= d;
-  std::vector<float> v(static_cast<std::size_t>(n));
-  for (float& f : v) f = dist(rng);
-  return Tensor::from_floats(std::move(shape), std::move(v));
-}
-
-// Small graphs: one input [N, ...], nodes appended in order.
-class Builder {
- public:
-  explicit Builder(Shape input_per_sample) {
-    Value v;
-    v.name = "x";
-    v.shape = {1};
-    v.shape.insert(v.shape.end(), input_per_sample.begin(), input_per_sample.end());
-    v.batch_dims.assign(v.shape.size(), false);
-    v.batch_dims[0] = true;
-    v.shape_known = true;
-    g.inputs.push_back(g.add_value(v));
-  }
-  int input() const { return g.inputs[0]; }
-  int constant(const Tensor& t) {
-    Value v;
-    v.name = "c" + std::to_string(g.values.size());
-    v.constant = t;
-    v.shape = t.shape();
-    v.batch_dims.assign(t.shape().size(), false);
-    v.shape_known = true;
-    return g.add_value(v);
-  }
-  int node(OpType op, std::vector<int> inputs, std::map<std::string, Attribute> attrs = {}) {
-    Value out;
-    out.name = "v" + std::to_string(g.values.size());
-    const int o = g.add_value(out);
-    Node n;
-    n.name = std::string(model::op_name(op)) + "_" + std::to_string(g.nodes.size());
-    n.op = op;
-    n.inputs = std::move(inputs);
-    n.outputs = {o};
-    for (auto& [k, a] : attrs) n.attrs.set(k, a);
-    n.attrs.owner = n.label();
-    g.add_node(n);
-    return o;
-  }
-  Graph finish(int output) {
-    g.outputs = {output};
-    model::annotate_shapes(g);
-    return g;
-  }
-  Graph g;
-};
-
-Attribute ints(std::vector<std::int64_t> v) {
-  return Attribute::of_ints(std::move(v));
-}
+using testutil::Builder;
+using testutil::ints;
+using testutil::random_tensor;
+using testutil::root;
 
 // Every sample of `x` through the chain (and its finish) vs the executor:
 // the largest error relative to the largest reference magnitude.
