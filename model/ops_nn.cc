@@ -28,6 +28,7 @@
 
 #include "core/error.h"
 #include "model/ops_internal.h"
+#include "model/window.h"
 
 namespace blindfold::model::detail {
 
@@ -722,20 +723,6 @@ void parallel_gemm(ThreadPool& pool, const float* a, int64_t lda, bool ta, const
 
 // ---- sliding windows (Conv, MaxPool, AveragePool) ----------------------------
 
-enum class WindowOp { kConv, kMaxPool, kAveragePool };
-
-struct Window {
-  int64_t in[2] = {0, 0};
-  int64_t kernel[2] = {1, 1};
-  int64_t stride[2] = {1, 1};
-  int64_t dilation[2] = {1, 1};
-  int64_t pad_begin[2] = {0, 0};
-  int64_t pad_end[2] = {0, 0};
-  int64_t out[2] = {1, 1};
-  // Extent of the dilated kernel.
-  int64_t span(int d) const { return (kernel[d] - 1) * dilation[d] + 1; }
-};
-
 std::vector<int64_t> spatial_attr(const Node& node, const std::string& name, std::size_t count,
                                   int64_t def, int64_t lo) {
   std::vector<int64_t> v = node.attrs.get_ints(name, {});
@@ -754,11 +741,16 @@ std::vector<int64_t> spatial_attr(const Node& node, const std::string& name, std
   return v;
 }
 
-// Resolves strides, dilations, pads, auto_pad and ceil_mode against the input
-// size, following the ONNX formulas (including "a ceil_mode window that would
-// start in the right padding is dropped").
-Window resolve_window(const Node& node, int64_t in_h, int64_t in_w, int64_t k_h, int64_t k_w,
-                      WindowOp op) {
+}  // namespace
+}  // namespace blindfold::model::detail
+
+namespace blindfold::model {
+
+// Strides, dilations, pads, auto_pad and ceil_mode against the input size
+// (model/window.h).
+Window resolve_window(const Node& node, std::int64_t in_h, std::int64_t in_w, std::int64_t k_h,
+                      std::int64_t k_w, WindowOp op) {
+  using namespace detail;
   Window w;
   w.in[0] = in_h;
   w.in[1] = in_w;
@@ -823,6 +815,11 @@ Window resolve_window(const Node& node, int64_t in_h, int64_t in_w, int64_t k_h,
   }
   return w;
 }
+
+}  // namespace blindfold::model
+
+namespace blindfold::model::detail {
+namespace {
 
 void require_2d_input(const Node& node, const Shape& x) {
   if (x.size() == 4) return;

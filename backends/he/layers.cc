@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "he/security.h"
 #include "model/op.h"
+#include "model/window.h"
 
 namespace blindfold::backends::heplan {
 
@@ -288,49 +289,21 @@ struct Lowering {
     emit(std::move(l));
   }
 
-  void window(const Node& n, const Shape& in, const Shape& out, Layer& l) {
+  // The node's window attributes as the plaintext engine reads them
+  // (model/window.h) into l's strides, dilations and pads (l.kh, l.kw set).
+  void window(const Node& n, const Shape& in, const Shape& out, Layer& l, model::WindowOp op) {
     if (in.size() != 3 || out.size() != 3)
       unsupported(n, "only 2-D windows over [C, H, W] are supported");
-    auto ints = [&](const char* name, std::size_t count, std::int64_t def) {
-      std::vector<std::int64_t> v = n.attrs.get_ints(name, {});
-      if (v.empty()) v.assign(count, def);
-      if (v.size() != count)
-        unsupported(n, std::string("attribute '") + name + "' has the wrong length");
-      return v;
-    };
-    const auto st = ints("strides", 2, 1);
-    const auto di = ints("dilations", 2, 1);
-    const auto pa = ints("pads", 4, 0);
-    l.sh = st[0];
-    l.sw = st[1];
-    l.dh = di[0];
-    l.dw = di[1];
-    const std::string ap = n.attrs.get_string("auto_pad", "NOTSET");
-    if (ap == "NOTSET" || ap.empty()) {
-      l.pt = pa[0];
-      l.pl = pa[1];
-      l.pb = pa[2];
-      l.pr = pa[3];
-    } else if (ap == "SAME_UPPER" || ap == "SAME_LOWER") {
-      auto pads = [&](std::int64_t in_sz, std::int64_t out_sz, std::int64_t k, std::int64_t s,
-                      std::int64_t d, std::int64_t* b, std::int64_t* e) {
-        const std::int64_t total =
-            std::max<std::int64_t>(0, (out_sz - 1) * s + (k - 1) * d + 1 - in_sz);
-        *b = ap == "SAME_UPPER" ? total / 2 : total - total / 2;
-        *e = total - *b;
-      };
-      pads(in[1], out[1], l.kh, l.sh, l.dh, &l.pt, &l.pb);
-      pads(in[2], out[2], l.kw, l.sw, l.dw, &l.pl, &l.pr);
-    } else if (ap != "VALID") {
-      unsupported(n, "auto_pad '" + ap + "'");
-    }
-    if (l.sh < 1 || l.sw < 1 || l.dh < 1 || l.dw < 1 || l.pt < 0 || l.pl < 0 || l.pb < 0 ||
-        l.pr < 0) {
-      unsupported(n, "invalid strides, dilations or pads");
-    }
-    const std::int64_t oh = (in[1] + l.pt + l.pb - (l.kh - 1) * l.dh - 1) / l.sh + 1;
-    const std::int64_t ow = (in[2] + l.pl + l.pr - (l.kw - 1) * l.dw - 1) / l.sw + 1;
-    if (oh != out[1] || ow != out[2])
+    const model::Window w = model::resolve_window(n, in[1], in[2], l.kh, l.kw, op);
+    l.sh = w.stride[0];
+    l.sw = w.stride[1];
+    l.dh = w.dilation[0];
+    l.dw = w.dilation[1];
+    l.pt = w.pad_begin[0];
+    l.pl = w.pad_begin[1];
+    l.pb = w.pad_end[0];
+    l.pr = w.pad_end[1];
+    if (w.out[0] != out[1] || w.out[1] != out[2])
       unsupported(n, "output shape does not match the window geometry");
   }
 
@@ -446,7 +419,7 @@ struct Lowering {
         l.out_shape = per_sample(g.value(n.outputs.at(0)), n);
         l.kh = w.dim(2);
         l.kw = w.dim(3);
-        window(n, l.in_shape, l.out_shape, l);
+        window(n, l.in_shape, l.out_shape, l, model::WindowOp::kConv);
         if (w.dim(0) != l.out_shape[0] || w.dim(1) != l.in_shape[0])
           unsupported(n, "weight shape does not match the input");
         const std::vector<float> wv = w.to_float_vector();
@@ -528,7 +501,7 @@ struct Lowering {
           if (n.attrs.get_int("ceil_mode", 0) != 0) unsupported(n, "ceil_mode");
           l.kh = ks[0];
           l.kw = ks[1];
-          window(n, l.in_shape, l.out_shape, l);
+          window(n, l.in_shape, l.out_shape, l, model::WindowOp::kAveragePool);
           if (l.dh != 1 || l.dw != 1) unsupported(n, "dilated pooling");
           l.count_include_pad = n.attrs.get_int("count_include_pad", 0) != 0;
         }

@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "model/op.h"
+#include "model/window.h"
 
 namespace blindfold::backends::mpcplan {
 
@@ -134,7 +135,10 @@ struct Lowering {
 
   void output_to(const Node& n, int out_slot) { slot[n.outputs.at(0)] = out_slot; }
 
-  Geometry window(const Node& n, const Shape& in, const Shape& out, std::int64_t kh, std::int64_t kw) {
+  // The node's window attributes as the plaintext engine reads them
+  // (model/window.h), with the sizes of the [C, H, W] input and output.
+  Geometry window(const Node& n, const Shape& in, const Shape& out, std::int64_t kh,
+                  std::int64_t kw, model::WindowOp op) {
     Geometry ge;
     if (in.size() != 3 || out.size() != 3) unsupported(n, "only 2-D windows over [C, H, W] are supported");
     ge.c = in[0];
@@ -145,38 +149,15 @@ struct Lowering {
     ge.ow = out[2];
     ge.kh = kh;
     ge.kw = kw;
-    auto ints = [&](const char* name, std::size_t count, std::int64_t def) {
-      std::vector<std::int64_t> v = n.attrs.get_ints(name, {});
-      if (v.empty()) v.assign(count, def);
-      if (v.size() != count) unsupported(n, std::string("attribute '") + name + "' has the wrong length");
-      return v;
-    };
-    const auto st = ints("strides", 2, 1);
-    const auto di = ints("dilations", 2, 1);
-    const auto pa = ints("pads", 4, 0);
-    ge.sh = st[0];
-    ge.sw = st[1];
-    ge.dh = di[0];
-    ge.dw = di[1];
-    const std::string ap = n.attrs.get_string("auto_pad", "NOTSET");
-    if (ap == "NOTSET" || ap.empty()) {
-      ge.pt = pa[0];
-      ge.pl = pa[1];
-      ge.pb = pa[2];
-      ge.pr = pa[3];
-    } else if (ap == "VALID") {
-    } else if (ap == "SAME_UPPER" || ap == "SAME_LOWER") {
-      auto pads = [&](std::int64_t in_sz, std::int64_t out_sz, std::int64_t k, std::int64_t s, std::int64_t d,
-                      std::int64_t* b, std::int64_t* e) {
-        const std::int64_t total = std::max<std::int64_t>(0, (out_sz - 1) * s + (k - 1) * d + 1 - in_sz);
-        *b = ap == "SAME_UPPER" ? total / 2 : total - total / 2;
-        *e = total - *b;
-      };
-      pads(ge.h, ge.oh, kh, ge.sh, ge.dh, &ge.pt, &ge.pb);
-      pads(ge.w, ge.ow, kw, ge.sw, ge.dw, &ge.pl, &ge.pr);
-    } else {
-      unsupported(n, "auto_pad '" + ap + "'");
-    }
+    const model::Window w = model::resolve_window(n, ge.h, ge.w, kh, kw, op);
+    ge.sh = w.stride[0];
+    ge.sw = w.stride[1];
+    ge.dh = w.dilation[0];
+    ge.dw = w.dilation[1];
+    ge.pt = w.pad_begin[0];
+    ge.pl = w.pad_begin[1];
+    ge.pb = w.pad_end[0];
+    ge.pr = w.pad_end[1];
     return ge;
   }
 
@@ -205,7 +186,7 @@ struct Lowering {
         st.kind = StepKind::kConv;
         st.node = n.name;
         st.in0 = in;
-        st.g = window(n, xs, ys, w.dim(2), w.dim(3));
+        st.g = window(n, xs, ys, w.dim(2), w.dim(3), model::WindowOp::kConv);
         if (w.dim(0) != st.g.oc || w.dim(1) != st.g.c) unsupported(n, "weight shape does not match the input");
         st.weight = add_weight(n, w, frac_bits);
         if (n.inputs.size() > 2 && n.inputs[2] >= 0) st.bias = add_weight(n, constant(n, 2), 2 * frac_bits);
@@ -311,7 +292,9 @@ struct Lowering {
           const std::vector<std::int64_t> ks = n.attrs.get_ints("kernel_shape", {});
           if (ks.size() != 2) unsupported(n, "only 2-D pooling");
           st.kind = n.op == OpType::kMaxPool ? StepKind::kMaxPool : StepKind::kAvgPool;
-          st.g = window(n, xs, ys, ks[0], ks[1]);
+          st.g = window(
+              n, xs, ys, ks[0], ks[1],
+              n.op == OpType::kMaxPool ? model::WindowOp::kMaxPool : model::WindowOp::kAveragePool);
           st.g.count_include_pad = n.attrs.get_int("count_include_pad", 0) != 0;
         }
         if (st.g.oc != st.g.c) unsupported(n, "pooling changes the channel count");
