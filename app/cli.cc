@@ -15,6 +15,7 @@
 #include "app/he_serve.h"
 #include "app/netproxy.h"
 #include "app/party.h"
+#include "app/validators.h"
 #include "backends/backend.h"
 #include "backends/he/program.h"
 #include "core/error.h"
@@ -25,21 +26,6 @@
 namespace blindfold::app {
 
 namespace {
-
-// --input-bound: a positive finite number.
-CLI::Validator positive_finite() {
-  return CLI::Validator(
-      [](std::string& v) -> std::string {
-        try {
-          std::size_t used = 0;
-          const double d = std::stod(v, &used);
-          if (used == v.size() && std::isfinite(d) && d > 0) return "";
-        } catch (const std::exception&) {
-        }
-        return "must be a positive finite number, is '" + v + "'";
-      },
-      "POSITIVE");
-}
 
 std::string default_models_dir() {
   return std::string(BLINDFOLD_SOURCE_DIR) + "/models";

@@ -10,6 +10,7 @@
 #include <optional>
 #include <thread>
 
+#include "app/validators.h"
 #include "backends/mpc/mpc_backend.h"
 #include "backends/mpc/roles.h"
 #include "core/error.h"
@@ -21,21 +22,6 @@
 namespace blindfold::app {
 
 namespace {
-
-// --input-bound: a positive finite number.
-CLI::Validator positive_finite() {
-  return CLI::Validator(
-      [](std::string& v) -> std::string {
-        try {
-          std::size_t used = 0;
-          const double d = std::stod(v, &used);
-          if (used == v.size() && std::isfinite(d) && d > 0) return "";
-        } catch (const std::exception&) {
-        }
-        return "must be a positive finite number, is '" + v + "'";
-      },
-      "POSITIVE");
-}
 
 using net::Bytes;
 using net::Channel;
