@@ -478,6 +478,33 @@ void rescale_rows(const he::CkksContext& ctx, const std::uint64_t* rows, std::si
   }
 }
 
+// (y + b) y for y of size 2 on its first m limbs (rows [k][i][n]), b given
+// by its residues b_res[i]: d0 = (c0 + B) c0, d1 = (2 c0 + B) c1, d2 = c1^2,
+// three products per coefficient, into d (size 3, m limbs, rows [k][i][n]).
+// x, t: scratch of n words each.
+void times_plus_b(const he::CkksContext& ctx, const std::uint64_t* y, std::size_t m,
+                  std::span<const std::uint64_t> b_res, std::uint64_t* d,
+                  std::span<std::uint64_t> x, std::span<std::uint64_t> t) {
+  const std::size_t n = ctx.n();
+  for (std::size_t i = 0; i < m; ++i) {
+    const he::Modulus& q = ctx.modulus(i);
+    const std::uint64_t qv = q.value(), bv = b_res[i];
+    const std::span<const std::uint64_t> c0(y + i * n, n), c1(y + (m + i) * n, n);
+    const std::span<std::uint64_t> d0(d + i * n, n), d1(d + (m + i) * n, n),
+        d2(d + (2 * m + i) * n, n);
+    for (std::size_t c = 0; c < n; ++c) {  // x = c0 + B, t = 2 c0 + B
+      const std::uint64_t u = c0[c] + bv;
+      const std::uint64_t a = u >= qv ? u - qv : u;
+      x[c] = a;
+      const std::uint64_t v = a + c0[c];
+      t[c] = v >= qv ? v - qv : v;
+    }
+    he::mul_mod(x, c0, q, d0);
+    he::mul_mod(t, c1, q, d1);
+    he::mul_mod(c1, c1, q, d2);
+  }
+}
+
 // y (size 2, level l, before its rescale; rows [k][i][n]) -> rescaled by
 // q_l, then (y + b) y (size 3: d0 = (c0 + B) c0, d1 = (2 c0 + B) c1,
 // d2 = c1^2, three products per coefficient), rescaled by q_{l-1}: z, size 3
@@ -493,23 +520,7 @@ void activate(const he::CkksContext& ctx, const std::uint64_t* y, int l,
   x.resize(n);
   t.resize(n);
   rescale_rows(ctx, y, 2, l, r.data(), x, t);
-  for (std::size_t i = 0; i < m; ++i) {
-    const he::Modulus& q = ctx.modulus(i);
-    const std::uint64_t qv = q.value(), bv = b_res[i];
-    const std::span<const std::uint64_t> c0(r.data() + i * n, n), c1(r.data() + (m + i) * n, n);
-    const std::span<std::uint64_t> d0(d.data() + i * n, n), d1(d.data() + (m + i) * n, n),
-        d2(d.data() + (2 * m + i) * n, n);
-    for (std::size_t c = 0; c < n; ++c) {  // x = c0 + B, t = 2 c0 + B
-      const std::uint64_t u = c0[c] + bv;
-      const std::uint64_t a = u >= qv ? u - qv : u;
-      x[c] = a;
-      const std::uint64_t v = a + c0[c];
-      t[c] = v >= qv ? v - qv : v;
-    }
-    he::mul_mod(x, c0, q, d0);
-    he::mul_mod(t, c1, q, d1);
-    he::mul_mod(c1, c1, q, d2);
-  }
+  times_plus_b(ctx, r.data(), m, b_res, d.data(), x, t);
   rescale_rows(ctx, d.data(), 3, l - 1, z, x, t);
 }
 
@@ -582,23 +593,7 @@ void activate_deferred(const he::CkksContext& ctx, const std::uint64_t* y, int l
   x.resize(n);
   t.resize(n);
   u.resize(n);
-  for (std::size_t i = 0; i < m; ++i) {
-    const he::Modulus& q = ctx.modulus(i);
-    const std::uint64_t qv = q.value(), bv = b_res[i];
-    const std::span<const std::uint64_t> c0(y + i * n, n), c1(y + (m + i) * n, n);
-    const std::span<std::uint64_t> d0(d.data() + i * n, n), d1(d.data() + (m + i) * n, n),
-        d2(d.data() + (2 * m + i) * n, n);
-    for (std::size_t c = 0; c < n; ++c) {  // x = c0 + B, t = 2 c0 + B
-      const std::uint64_t w = c0[c] + bv;
-      const std::uint64_t a = w >= qv ? w - qv : w;
-      x[c] = a;
-      const std::uint64_t v = a + c0[c];
-      t[c] = v >= qv ? v - qv : v;
-    }
-    he::mul_mod(x, c0, q, d0);
-    he::mul_mod(t, c1, q, d1);
-    he::mul_mod(c1, c1, q, d2);
-  }
+  times_plus_b(ctx, y, m, b_res, d.data(), x, t);
   rescale2_rows(ctx, d.data(), 3, l, z, x, t, u);
 }
 
