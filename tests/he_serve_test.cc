@@ -43,13 +43,14 @@ const std::string kInput = kRoot + "/models/fixtures/fmnist-test-first8.npy";
 
 using blindfold::testutil::argmax_rows;
 using blindfold::testutil::count_lines;
+using blindfold::testutil::make_suite_dir;
 using blindfold::testutil::Procs;
+using blindfold::testutil::test_file_name;
 
 class HeServe : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    suite_dir_ = fs::temp_directory_path() / ("bf_he_serve_" + std::to_string(::getpid()));
-    fs::create_directories(suite_dir_);
+    suite_dir_ = make_suite_dir("bf_he_serve");
     Procs p(kBin, suite_dir_);
     const pid_t c = p.start(
         "certs", {"certs", "--out", (suite_dir_ / "pki").string(), "--parties", "server,client"});
@@ -63,9 +64,7 @@ class HeServe : public ::testing::Test {
     fs::remove_all(suite_dir_, ec);
   }
   void SetUp() override {
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::replace(name.begin(), name.end(), '/', '_');
-    dir_ = suite_dir_ / name;
+    dir_ = suite_dir_ / test_file_name();
     fs::create_directories(dir_);
     procs_ = std::make_unique<Procs>(kBin, dir_);
   }

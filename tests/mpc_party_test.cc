@@ -39,13 +39,14 @@ const std::string kInput = kRoot + "/models/fixtures/fmnist-test-first8.npy";
 using blindfold::testutil::argmax_rows;
 using blindfold::testutil::count_lines;
 using blindfold::testutil::free_ports;
+using blindfold::testutil::make_suite_dir;
 using blindfold::testutil::Procs;
+using blindfold::testutil::test_file_name;
 
 class MpcParty : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    suite_dir_ = fs::temp_directory_path() / ("bf_mpc_party_" + std::to_string(::getpid()));
-    fs::create_directories(suite_dir_);
+    suite_dir_ = make_suite_dir("bf_mpc_party");
     Procs p(kBin, suite_dir_);
     const pid_t c = p.start("certs", {"certs", "--out", (suite_dir_ / "pki").string(), "--parties",
                                       "server,client,helper"});
@@ -63,9 +64,7 @@ class MpcParty : public ::testing::Test {
   }
 
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = info->name();  // "Test/0" for parameterised ones
-    std::replace(name.begin(), name.end(), '/', '_');
+    const std::string name = test_file_name();
     dir_ = suite_dir_ / name;
     fs::create_directories(dir_);
     const std::vector<int> ports = free_ports(3);

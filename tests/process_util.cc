@@ -1,6 +1,7 @@
 #include "tests/process_util.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -39,6 +40,19 @@ std::vector<std::int64_t> argmax_rows(const Tensor& y) {
     labels.push_back(std::max_element(row, row + k) - row);
   }
   return labels;
+}
+
+std::filesystem::path make_suite_dir(const std::string& prefix) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / (prefix + "_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::string test_file_name() {
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::replace(name.begin(), name.end(), '/', '_');
+  return name;
 }
 
 std::vector<int> free_ports(int n) {

@@ -1,7 +1,8 @@
 // Child processes of the multi-process tests (tests/he_serve_test.cc,
 // tests/mpc_party_test.cc): the `blindfold` binary spawned with its output in
 // files, waited for with a deadline, killed by its own pid; free loopback
-// ports; and the small helpers both tests read that output with.
+// ports, per-suite and per-test directories; and the small helpers both tests
+// read that output with.
 #pragma once
 
 #include <sys/types.h>
@@ -24,6 +25,13 @@ int count_lines(const std::string& s);
 
 /// The arg max of each row of `y` (rows along its last dimension).
 std::vector<std::int64_t> argmax_rows(const Tensor& y);
+
+/// A fresh directory for one test suite's files: TMP/PREFIX_PID, created.
+std::filesystem::path make_suite_dir(const std::string& prefix);
+
+/// The running test's name with '/' replaced by '_' (parameterised tests are
+/// "Name/0"), to name its files and directories by.
+std::string test_file_name();
 
 /// `n` distinct free loopback ports (each bound to port 0, read back, and
 /// released only after all are read, so they differ).
