@@ -28,7 +28,6 @@ using model::Attribute;
 using model::Graph;
 using model::Node;
 using model::OpType;
-using model::Value;
 
 using testutil::Builder;
 using testutil::ints;

@@ -24,9 +24,7 @@ namespace {
 
 using model::Attribute;
 using model::Graph;
-using model::Node;
 using model::OpType;
-using model::Value;
 
 using testutil::Builder;
 using testutil::ints;
