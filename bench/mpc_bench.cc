@@ -5,10 +5,8 @@
 // items_per_second is MAC/s.
 // The FSS ReLU gate (mpc/fss.h), at gate widths 20, 32 and 64 bits (the
 // cost is proportional to width - 1): dealer generation of 10k gates, one
-// party's evaluation of 10k and 600k gates (kernel "auto": the VAES-512
-// one where the CPU has it; "generic": the level-major loop over OpenSSL's
-// AES), and the bare DCF evaluation on width - 1 bits (generic kernel);
-// items are gates. The 600k-gate evaluation holds about
+// party's evaluation of 10k and 600k gates, and the bare DCF evaluation on
+// width - 1 bits; items are gates. The 600k-gate evaluation holds about
 // 2.5 GB of keys (at 64 bits) while it is set up.
 // The FSS code and the "pool" matmul use ThreadPool::global(), so those
 // report wall-clock time (UseRealTime); the single-threaded kernels report
@@ -103,12 +101,8 @@ BENCHMARK(relu_gate_gen_bench)
     ->UseRealTime();
 
 // Args: {gates, party, bits}: one party's ReluGateKey::eval, DReLU and ReLU
-// both, with the given kernel (auto: VAES where the CPU has it).
-void relu_gate_eval_bench(benchmark::State& state, fss::detail::EvalKernel kernel) {
-  if (!fss::detail::eval_kernel_supported(kernel)) {
-    state.SkipWithError("kernel not supported by this CPU");
-    return;
-  }
+// both.
+void relu_gate_eval_bench(benchmark::State& state) {
   const auto count = static_cast<std::size_t>(state.range(0));
   const int party = static_cast<int>(state.range(1));
   const int bits = static_cast<int>(state.range(2));
@@ -123,24 +117,19 @@ void relu_gate_eval_bench(benchmark::State& state, fss::detail::EvalKernel kerne
   const std::vector<u64> xhat = random_u64(count, 3);
   std::vector<u64> drelu(count), relu(count);
   for (auto _ : state) {
-    key->eval(xhat, drelu, relu, kernel);
+    key->eval(xhat, drelu, relu);
     benchmark::DoNotOptimize(drelu.data());
     benchmark::DoNotOptimize(relu.data());
   }
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }
-BENCHMARK_CAPTURE(relu_gate_eval_bench, auto, fss::detail::EvalKernel::kAuto)
+BENCHMARK(relu_gate_eval_bench)
     ->ArgNames({"gates", "party", "bits"})
     ->ArgsProduct({{10000}, {0, 1}, {20, 32, 64}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK_CAPTURE(relu_gate_eval_bench, generic, fss::detail::EvalKernel::kGeneric)
-    ->ArgNames({"gates", "party", "bits"})
-    ->ArgsProduct({{10000}, {1}, {20, 32, 64}})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
 // Set-up takes seconds: few, fixed iterations so that it runs once.
-BENCHMARK_CAPTURE(relu_gate_eval_bench, auto, fss::detail::EvalKernel::kAuto)
+BENCHMARK(relu_gate_eval_bench)
     ->ArgNames({"gates", "party", "bits"})
     ->ArgsProduct({{600000}, {1}, {20, 64}})
     ->Iterations(3)

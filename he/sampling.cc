@@ -10,103 +10,25 @@
 
 #include "core/error.h"
 #include "he/avx512_ops.h"
+#include "he/isa.h"
 
 namespace blindfold::he {
 namespace {
 
 constexpr std::size_t kChunk = 4096;
 
-// AES-256-CTR key stream with VAES (four blocks per 512-bit instruction),
-// for expand_uniform: OpenSSL 3.0 runs CTR with 128-bit AES-NI only, and the
-// expansion of c1 is about half of a seeded ciphertext's load. The stream is
-// bit for bit OpenSSL's (sampling_test compares them): AES-256 with the
-// FIPS-197 key schedule (Intel's AES-NI white paper, Gueron 2010, figure
-// 33), counter block i = (stream, i) as two big-endian 64-bit words.
-// Only intrinsics under the target attributes (he/avx512_ops.h says why).
-#define BF_AESNI __attribute__((target("aes,sse4.1")))
-#define BF_VAES __attribute__((target("avx512f,avx512bw,vaes,aes")))
-
-BF_AESNI BF_INLINE __m128i key_assist_1(__m128i t1, __m128i t2) {
-  t2 = _mm_shuffle_epi32(t2, 0xff);
-  __m128i t4 = _mm_slli_si128(t1, 4);
-  t1 = _mm_xor_si128(t1, t4);
-  t4 = _mm_slli_si128(t4, 4);
-  t1 = _mm_xor_si128(t1, t4);
-  t4 = _mm_slli_si128(t4, 4);
-  t1 = _mm_xor_si128(t1, t4);
-  return _mm_xor_si128(t1, t2);
-}
-
-BF_AESNI BF_INLINE __m128i key_assist_2(__m128i t1, __m128i t3) {
-  const __m128i t2 = _mm_shuffle_epi32(_mm_aeskeygenassist_si128(t1, 0x0), 0xaa);
-  __m128i t4 = _mm_slli_si128(t3, 4);
-  t3 = _mm_xor_si128(t3, t4);
-  t4 = _mm_slli_si128(t4, 4);
-  t3 = _mm_xor_si128(t3, t4);
-  t4 = _mm_slli_si128(t4, 4);
-  t3 = _mm_xor_si128(t3, t4);
-  return _mm_xor_si128(t3, t2);
-}
-
-// The 15 round keys of AES-256.
-BF_AESNI void aes256_key_schedule(const std::uint8_t* key, __m128i* rk) {
-  __m128i t1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(key));
-  __m128i t3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(key + 16));
-  rk[0] = t1;
-  rk[1] = t3;
-#define BF_AES_ROUND(i, rcon)                                 \
-  t1 = key_assist_1(t1, _mm_aeskeygenassist_si128(t3, rcon)); \
-  rk[i] = t1;                                                 \
-  t3 = key_assist_2(t1, t3);                                  \
-  rk[(i) + 1] = t3;
-  BF_AES_ROUND(2, 0x01)
-  BF_AES_ROUND(4, 0x02)
-  BF_AES_ROUND(6, 0x04)
-  BF_AES_ROUND(8, 0x08)
-  BF_AES_ROUND(10, 0x10)
-  BF_AES_ROUND(12, 0x20)
-#undef BF_AES_ROUND
-  t1 = key_assist_1(t1, _mm_aeskeygenassist_si128(t3, 0x40));
-  rk[14] = t1;
-}
-
-// Blocks [first, first + 16 * groups) of the key stream, 16 at a time.
-BF_VAES void aes256_ctr_vaes(const __m128i* rk, std::uint64_t stream, std::uint64_t first,
-                             std::uint8_t* out, std::size_t groups) {
-  __m512i k[15];
-  for (int r = 0; r < 15; ++r) k[r] = _mm512_broadcast_i32x4(rk[r]);
-  // Byte reversal within each 64-bit word: native counters -> big-endian.
-  const __m512i bswap = _mm512_set_epi64(0x08090a0b0c0d0e0f, 0x0001020304050607, 0x08090a0b0c0d0e0f,
-                                         0x0001020304050607, 0x08090a0b0c0d0e0f, 0x0001020304050607,
-                                         0x08090a0b0c0d0e0f, 0x0001020304050607);
-  const auto s = static_cast<long long>(stream);
-  const auto c = static_cast<long long>(first);
-  __m512i ctr = _mm512_set_epi64(c + 3, s, c + 2, s, c + 1, s, c, s);
-  const __m512i four = _mm512_set_epi64(4, 0, 4, 0, 4, 0, 4, 0);
-  for (std::size_t g = 0; g < groups; ++g) {
-    __m512i b[4];
-    for (int j = 0; j < 4; ++j) {
-      b[j] = _mm512_xor_si512(_mm512_shuffle_epi8(ctr, bswap), k[0]);
-      ctr = _mm512_add_epi64(ctr, four);
-    }
-    for (int r = 1; r < 14; ++r) {
-      for (int j = 0; j < 4; ++j) b[j] = _mm512_aesenc_epi128(b[j], k[r]);
-    }
-    for (int j = 0; j < 4; ++j) {
-      _mm512_storeu_si512(out + 64 * (4 * g + static_cast<std::size_t>(j)),
-                          _mm512_aesenclast_epi128(b[j], k[14]));
-    }
-  }
-}
-
 // Keeps, in order, the words w & mask that are below q: out[0..] gets them
 // 8 candidates at a time (vpcompressq) while 8 more fit below `room`.
-// Returns {candidates read, words written}.
+// Returns {candidates read, words written}. Not cryptography: it only
+// selects words of OpenSSL's key stream. `out` may equal `in` (a store
+// never passes the words already read). Only intrinsics under the target
+// attribute (he/avx512_ops.h says why).
 struct Filtered {
   std::size_t read, written;
 };
-BF_VAES Filtered filter_below_avx512(const std::uint64_t* in, std::size_t words, std::uint64_t mask,
-                                     std::uint64_t q, std::uint64_t* out, std::size_t room) {
+BF_AVX512 Filtered filter_below_avx512(const std::uint64_t* in, std::size_t words,
+                                       std::uint64_t mask, std::uint64_t q, std::uint64_t* out,
+                                       std::size_t room) {
   const __m512i vmask = _mm512_set1_epi64(static_cast<long long>(mask));
   const __m512i vq = _mm512_set1_epi64(static_cast<long long>(q));
   std::size_t r = 0, w = 0;
@@ -117,12 +39,6 @@ BF_VAES Filtered filter_below_avx512(const std::uint64_t* in, std::size_t words,
     w += static_cast<std::size_t>(__builtin_popcount(static_cast<unsigned>(keep)));
   }
   return {r, w};
-}
-
-bool vaes_usable() {
-  static const bool ok = __builtin_cpu_supports("vaes") && __builtin_cpu_supports("aes") &&
-                         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  return ok;
 }
 
 }  // namespace
@@ -199,47 +115,6 @@ void small_signed_to_residues(std::span<const std::int64_t> v, const Modulus& q,
 
 void expand_uniform(const Seed& seed, std::uint64_t stream, const Modulus& q,
                     std::span<std::uint64_t> out) {
-  expand_uniform(
-      seed, stream, q, out,
-      vaes_usable() && std::endian::native == std::endian::little ? Isa::kAvx512 : Isa::kScalar);
-}
-
-void expand_uniform(const Seed& seed, std::uint64_t stream, const Modulus& q,
-                    std::span<std::uint64_t> out, Isa isa) {
-  if (isa != Isa::kScalar) {
-    if (!vaes_usable() || std::endian::native != std::endian::little) {
-      throw Error(ErrorCategory::kUnsupported, "expand_uniform: no VAES and AVX-512BW here");
-    }
-    // The same words from the VAES key stream, 2 KiB words (16 KiB, in L1)
-    // at a time, filtered into `out`.
-    const std::uint64_t mask =
-        q.bits() >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << q.bits()) - 1;
-    __m128i rk[15];
-    aes256_key_schedule(seed.data(), rk);
-    alignas(64) std::uint64_t buf[2048];
-    std::uint64_t block = 0;
-    std::size_t filled = 0;
-    std::uint64_t* const o = out.data();
-    while (filled < out.size()) {
-      // Enough 16-block groups for the missing words (a few spare).
-      const std::size_t missing = out.size() - filled;
-      const std::size_t groups = std::min<std::size_t>(sizeof buf / 256, (missing + 31) / 32);
-      aes256_ctr_vaes(rk, stream, block, reinterpret_cast<std::uint8_t*>(buf), groups);
-      block += 16 * groups;
-      const std::size_t words = 32 * groups;
-      const Filtered f =
-          filter_below_avx512(buf, words, mask, q.value(), o + filled, out.size() - filled);
-      std::size_t r = f.read;
-      filled += f.written;
-      for (; r < words && filled < out.size(); ++r) {
-        const std::uint64_t v = buf[r] & mask;
-        o[filled] = v;
-        filled += static_cast<std::size_t>(v < q.value());
-      }
-      if (r < words) break;  // done; the rest of the chunk is unused
-    }
-    return;
-  }
   // The key stream of Prg(seed, stream) (AES-256-CTR, the stream number in
   // the high half of the initial counter block), generated straight into
   // `out` in large chunks by OpenSSL rather than through Prg's 4 KiB buffer,
@@ -273,9 +148,15 @@ void expand_uniform(const Seed& seed, std::uint64_t stream, const Modulus& q,
       done += static_cast<std::size_t>(len);
     }
     // Keep the words below q, in order (in place: the write index never
-    // passes the read index).
+    // passes the read index), 8 at a time with AVX-512 where the CPU has it.
     std::size_t w = filled;
-    for (std::size_t r = filled; r < filled + words; ++r) {
+    std::size_t r = filled;
+    if (std::endian::native == std::endian::little && isa_supported(Isa::kAvx512)) {
+      const Filtered f = filter_below_avx512(o + filled, words, mask, q.value(), o + filled, words);
+      r += f.read;
+      w += f.written;
+    }
+    for (; r < filled + words; ++r) {
       std::uint64_t v = o[r];
       if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap64(v);
       v &= mask;

@@ -52,16 +52,12 @@ void small_signed_to_residues(std::span<const std::int64_t> v, const Modulus& q,
 /// out uniform in [0, q) from Prg(seed, stream): 64-bit words masked to q's
 /// bit length, rejected when >= q (acceptance > 1/2, in practice ~1 for NTT
 /// primes just below a power of two).
-/// The AES-256-CTR key stream comes from VAES (AVX-512, four blocks per
-/// instruction) where the CPU has it, else from OpenSSL; both give the same
-/// words.
+/// The AES-256-CTR key stream is OpenSSL's (EVP, in large chunks), the only
+/// AES here: symmetric crypto comes from OpenSSL or libsodium, never
+/// home-made. Only the rejection filter has an AVX-512 path (vpcompressq),
+/// chosen at run time; it selects the same words.
 void expand_uniform(const Seed& seed, std::uint64_t stream, const Modulus& q,
                     std::span<std::uint64_t> out);
-/// Pinned to one variant, for tests and benchmarks: kScalar = OpenSSL EVP,
-/// kAvx512 or kAvx512Ifma = VAES (throws Error(kUnsupported) without VAES
-/// and AVX-512BW).
-void expand_uniform(const Seed& seed, std::uint64_t stream, const Modulus& q,
-                    std::span<std::uint64_t> out, Isa isa);
 
 /// Overwrites memory in a way the compiler may not elide (secrets and their
 /// temporaries are wiped before release).

@@ -24,13 +24,13 @@
 // per gate; eval: pieces of kPiece gates, 2 blocks per gate, with the next
 // corrections prefetched so that memory traffic overlaps the AES work).
 // Sub-batches are spread over ThreadPool::global(), each task with its own
-// EVP context. That evaluation is bound by AES (32 bytes per gate and level)
-// plus the corrections read from memory (33 bytes per gate and level).
-// ReluGateKey::eval uses a fused gate-major kernel with VAES-512 instead
-// where the CPU has it (eval_range_vaes below): 2.3-3x faster, then bound
-// by the corrections' memory traffic (on one core of the development
-// machine, 49 / 79 / 205 ns per gate at 20 / 32 / 64 bits, against 147 /
-// 237 / 474).
+// EVP context. Evaluation is bound by AES (32 bytes per gate and level)
+// plus the corrections read from memory (33 bytes per gate and level): on
+// one core of the development machine about 147 / 237 / 474 ns per gate at
+// 20 / 32 / 64 bits. All AES is OpenSSL's: the project takes its symmetric
+// crypto from OpenSSL or libsodium only, so there is no hand-written AES
+// (a fused VAES-512 evaluation kernel, 2.3-3x faster per gate, was removed
+// for that reason).
 #include "mpc/fss.h"
 
 #include <openssl/crypto.h>
@@ -45,11 +45,6 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-
-#if defined(__x86_64__)
-#include <cpuid.h>
-#include <immintrin.h>
-#endif
 
 namespace blindfold::mpc::fss {
 
@@ -411,187 +406,6 @@ void eval_range(EvalScratch& e, int party, const EvalCw& cw, const Block* root,
   }
 }
 
-// ---- Eval with VAES-512 (x86-64 with AVX-512F/DQ, VAES and BMI2) ---------
-//
-// The same computation as eval_range<true> (packed t bits), fused and
-// gate-major: a group of 16 gates keeps its seeds, values, t bits and x bits
-// in registers through all levels, and the AES rounds (VAES, 4 blocks per
-// instruction, 8 independent registers: both G_j inputs of 16 gates) run
-// inline, so that nothing but the corrections (256 contiguous bytes per
-// level and array, prefetched two groups ahead) moves through memory (see
-// the file comment for its speed; bench/mpc_bench.cc relu_gate_eval_bench
-// measures both kernels). Compiled with a target attribute and chosen at
-// run time (GCC 12 miscompiles some code when AVX-512 is enabled for a
-// whole file).
-#if defined(__x86_64__)
-
-bool cpu_has_vaes() noexcept {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    // VAES by CPUID (leaf 7, ECX bit 9): clang before 16 does not know
-    // __builtin_cpu_supports("vaes"). The AVX-512 check covers the OS's
-    // ZMM state.
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    const bool vaes = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((c >> 9) & 1u) != 0;
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && vaes &&
-           __builtin_cpu_supports("aes") && __builtin_cpu_supports("bmi2");
-  }();
-  return has;
-}
-
-// One AES-128 key-expansion step (FIPS 197, 5.2) with AESKEYGENASSIST.
-__attribute__((target("aes"))) inline __m128i expand_step(__m128i k, __m128i assist) {
-  assist = _mm_shuffle_epi32(assist, 0xff);
-  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-  return _mm_xor_si128(k, assist);
-}
-
-// The round keys as (lo, hi) u64 pairs.
-struct RoundKeys {
-  u64 rk[11][2];
-};
-
-// The fixed key's schedule (the same key as FixedAes: the tests compare
-// this kernel's shares with the EVP kernel's).
-__attribute__((target("aes"))) RoundKeys expand_fixed_key() {
-  __m128i k[11];
-  k[0] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(fixed_key().data()));
-  k[1] = expand_step(k[0], _mm_aeskeygenassist_si128(k[0], 0x01));
-  k[2] = expand_step(k[1], _mm_aeskeygenassist_si128(k[1], 0x02));
-  k[3] = expand_step(k[2], _mm_aeskeygenassist_si128(k[2], 0x04));
-  k[4] = expand_step(k[3], _mm_aeskeygenassist_si128(k[3], 0x08));
-  k[5] = expand_step(k[4], _mm_aeskeygenassist_si128(k[4], 0x10));
-  k[6] = expand_step(k[5], _mm_aeskeygenassist_si128(k[5], 0x20));
-  k[7] = expand_step(k[6], _mm_aeskeygenassist_si128(k[6], 0x40));
-  k[8] = expand_step(k[7], _mm_aeskeygenassist_si128(k[7], 0x80));
-  k[9] = expand_step(k[8], _mm_aeskeygenassist_si128(k[8], 0x1b));
-  k[10] = expand_step(k[9], _mm_aeskeygenassist_si128(k[9], 0x36));
-  RoundKeys out;
-  for (int r = 0; r < 11; ++r) _mm_storeu_si128(reinterpret_cast<__m128i*>(out.rk[r]), k[r]);
-  return out;
-}
-
-// 8 u64 as a GCC vector (shifts without the intrinsics' undefined-value
-// operands, which GCC 12 warns about).
-typedef u64 V8 __attribute__((vector_size(64)));
-
-const RoundKeys& fixed_round_keys() {
-  static const RoundKeys keys = expand_fixed_key();
-  return keys;
-}
-
-constexpr std::size_t kVaesGroup = 16;  // gates per group: 4 registers of 4 blocks
-
-// Gate mask (4 bits, one per gate of a register) -> qword mask (8 bits).
-__attribute__((target("bmi2"))) inline __mmask8 lanes(unsigned g4) {
-  return static_cast<__mmask8>(_pdep_u32(g4, 0x55u) * 3u);
-}
-
-// Gates [begin, begin + 16 k) of eval_range<true> for the largest such k;
-// returns the number of gates done (the caller does the rest).
-__attribute__((target("avx512f,avx512dq,vaes,aes,bmi2"))) std::size_t eval_range_vaes(
-    int party, const EvalCw& cw, const Block* root, const u64* x, u64 xmask, std::size_t begin,
-    std::size_t end, Block* out) {
-  const std::size_t groups = (end - begin) / kVaesGroup;
-  if (groups == 0) return 0;
-  const int bits = cw.bits;
-  const std::size_t count = cw.count;
-  const RoundKeys& keys = fixed_round_keys();
-  __m512i rk[11];
-  for (int r = 0; r < 11; ++r) {
-    const auto lo = static_cast<long long>(keys.rk[r][0]);
-    const auto hi = static_cast<long long>(keys.rk[r][1]);
-    rk[r] = _mm512_set4_epi64(hi, lo, hi, lo);
-  }
-  // Per 128-bit lane (one gate): qword 0 is the block's lo half, qword 1 hi.
-  const __m512i one_lo = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
-  const __m512i clear_t = _mm512_set_epi64(-1, ~1LL, -1, ~1LL, -1, ~1LL, -1, ~1LL);
-  const __m512i two = _mm512_set1_epi64(2);
-  const unsigned t_init = party == 0 ? 0u : 0xffffu;
-  for (std::size_t grp = 0; grp < groups; ++grp) {
-    const std::size_t g0 = begin + grp * kVaesGroup;
-    __m512i S[4], V[4], X[4];
-    for (int k = 0; k < 4; ++k) {
-      S[k] = _mm512_loadu_si512(root + g0 + 4 * k);
-      V[k] = _mm512_setzero_si512();
-      u64 xs[4];
-      for (int q = 0; q < 4; ++q) xs[q] = (x[g0 + 4 * k + q] & xmask) << (64 - bits);
-      X[k] = _mm512_maskz_expandloadu_epi64(0x55, xs);  // x in the lo qwords, aligned to bit 63
-    }
-    unsigned t = t_init;  // bit i: t of gate g0 + i
-    for (int level = 0; level < bits; ++level) {
-      const std::size_t row = static_cast<std::size_t>(level) * count + g0;
-      const std::uint8_t* const scw = cw.seed + row * sizeof(Block);
-      const std::uint8_t* const vcw = cw.value + row * sizeof(Block);
-      if (grp + 2 < groups) {  // this level's corrections two groups ahead
-        for (int l = 0; l < 4; ++l) {
-          _mm_prefetch(reinterpret_cast<const char*>(scw + 2 * kVaesGroup * sizeof(Block) + 64 * l),
-                       _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(vcw + 2 * kVaesGroup * sizeof(Block) + 64 * l),
-                       _MM_HINT_T0);
-        }
-      }
-      // x bit of this level per gate, and the two G_j inputs s ^ 2x, s ^ (2x + 1).
-      __mmask8 xm[4];
-      __m512i A[8], in0[4], in1[4];
-      unsigned xb = 0;
-      for (int k = 0; k < 4; ++k) {
-        xm[k] = _mm512_movepi64_mask(X[k]);  // bit 2q: gate q's x bit (hi qwords are 0)
-        xb |= _pext_u32(xm[k], 0x55u) << (4 * k);
-        in0[k] = _mm512_xor_si512(S[k], _mm512_maskz_mov_epi64(xm[k], two));
-        in1[k] = _mm512_xor_si512(in0[k], one_lo);
-        A[k] = _mm512_xor_si512(in0[k], rk[0]);
-        A[4 + k] = _mm512_xor_si512(in1[k], rk[0]);
-      }
-      for (int r = 1; r < 10; ++r) {
-        for (int k = 0; k < 8; ++k) A[k] = _mm512_aesenc_epi128(A[k], rk[r]);
-      }
-      for (int k = 0; k < 8; ++k) A[k] = _mm512_aesenclast_epi128(A[k], rk[10]);
-      // The t corrections of the 16 entries row..row+15, 2 bits each: 38
-      // bits from byte row/4 (within the serialization: final_cw follows).
-      u64 tword = 0;
-      std::memcpy(&tword, cw.t + (row >> 2), 5);
-      tword >>= 2 * (row & 3);
-      const unsigned tl = _pext_u32(static_cast<unsigned>(tword), 0x55555555u);
-      const unsigned tr = _pext_u32(static_cast<unsigned>(tword), 0xaaaaaaaau);
-      const unsigned tsel = (xb & tr) | (~xb & tl);
-      unsigned lo = 0;
-      for (int k = 0; k < 4; ++k) {
-        const __m512i o0 = _mm512_xor_si512(A[k], in0[k]);      // G_{2x}(s)
-        const __m512i o1 = _mm512_xor_si512(A[4 + k], in1[k]);  // G_{2x+1}(s)
-        lo |= _pext_u32(_mm512_test_epi64_mask(o0, one_lo), 0x55u) << (4 * k);
-        const __mmask8 m = lanes((t >> (4 * k)) & 15u);
-        // s = s^x (t bit cleared) ^ t s_CW; V += v^x + t V_CW.
-        const __m512i sx = _mm512_and_si512(o0, clear_t);
-        S[k] = _mm512_mask_xor_epi64(sx, m, sx, _mm512_loadu_si512(scw + 64 * k));
-        V[k] = _mm512_add_epi64(V[k], o1);
-        V[k] = _mm512_mask_add_epi64(V[k], m, V[k], _mm512_loadu_si512(vcw + 64 * k));
-        X[k] = reinterpret_cast<__m512i>(reinterpret_cast<V8>(X[k]) << 1);
-      }
-      t = lo ^ (t & tsel);
-    }
-    // V += Convert(s) + t CW^{(n+1)}; party 1 negates the whole sum.
-    for (int k = 0; k < 4; ++k) {
-      const __m512i fin = _mm512_maskz_loadu_epi64(lanes((t >> (4 * k)) & 15u),
-                                                   cw.final_cw + (g0 + 4 * k) * sizeof(Block));
-      __m512i v = _mm512_add_epi64(_mm512_add_epi64(V[k], S[k]), fin);
-      if (party != 0) v = _mm512_sub_epi64(_mm512_setzero_si512(), v);
-      _mm512_storeu_si512(out + (g0 - begin) + 4 * k, v);
-    }
-  }
-  return groups * kVaesGroup;
-}
-
-#else
-bool cpu_has_vaes() noexcept { return false; }
-std::size_t eval_range_vaes(int, const EvalCw&, const Block*, const u64*, u64, std::size_t,
-                            std::size_t, Block*) {
-  return 0;
-}
-#endif
-
 // Packs t entries (2 bits each) 4 per byte; unused bits of the last byte 0.
 void pack_t(const std::uint8_t* t, std::size_t entries, std::uint8_t* out) {
   for (std::size_t k = 0; k < entries / 4; ++k) {
@@ -904,51 +718,24 @@ ReluGateKey ReluGateKey::load_borrowed(int party, std::size_t count, int bits, P
   return key;
 }
 
-namespace detail {
-bool eval_kernel_supported(EvalKernel kernel) noexcept {
-  return kernel != EvalKernel::kVaes || cpu_has_vaes();
-}
-}  // namespace detail
-
-namespace {
-// Per-task state of ReluGateKey::eval: the DCF outputs of a sub-batch, and
-// the generic kernel's scratch, made only when that kernel runs.
-struct ReluEvalState {
-  detail::SecretVector<Block> out = detail::SecretVector<Block>(kSub);
-  std::unique_ptr<EvalScratch> generic;
-};
-}  // namespace
-
-void ReluGateKey::eval(std::span<const u64> xhat, std::span<u64> drelu, std::span<u64> relu,
-                       detail::EvalKernel kernel) const {
+void ReluGateKey::eval(std::span<const u64> xhat, std::span<u64> drelu,
+                       std::span<u64> relu) const {
   if (xhat.size() != count_ || (!drelu.empty() && drelu.size() != count_) ||
       (!relu.empty() && relu.size() != count_)) {
     throw Error(ErrorCategory::kInternal, "ReluGateKey::eval: sizes do not match count " +
                                               std::to_string(count_));
   }
-  if (!detail::eval_kernel_supported(kernel)) {
-    throw Error(ErrorCategory::kInternal, "ReluGateKey::eval: kernel not supported by this CPU");
-  }
-  const bool vaes = kernel == detail::EvalKernel::kVaes ||
-                    (kernel == detail::EvalKernel::kAuto && cpu_has_vaes());
   if (drelu.empty() && relu.empty()) return;
   const u64 one = party_ == 0 ? 1 : 0;
   const int top = bits_ - 1;  // bit n-1: the sign bit of an n-bit y
   const u64 low = domain_mask(top);
   const EvalCw ecw = eval_cw(cw_);
   for_sub_batches(
-      count_, [] { return std::make_unique<ReluEvalState>(); },
-      [&](std::unique_ptr<ReluEvalState>& e, std::size_t begin, std::size_t end) {
+      count_, [] { return std::make_unique<EvalScratch>(); },
+      [&](std::unique_ptr<EvalScratch>& e, std::size_t begin, std::size_t end) {
         // DCF at xhat mod 2^(n-1): shares of (c', c' r), c' = c (1 - 2 m_r).
-        Block* const dcf = e->out.data();
-        const std::size_t done =
-            vaes ? eval_range_vaes(party_, ecw, root_.data(), xhat.data(), low, begin, end, dcf)
-                 : 0;
-        if (begin + done < end) {
-          if (!e->generic) e->generic = std::make_unique<EvalScratch>();
-          eval_range<true>(*e->generic, party_, ecw, root_.data(), xhat.data(), low, begin + done,
-                           end, dcf + done);
-        }
+        eval_range<true>(*e, party_, ecw, root_.data(), xhat.data(), low, begin, end,
+                         e->out.data());
         for (std::size_t i = begin; i < end; ++i) {
           const Block c = e->out[i - begin];
           const u64 u = m_[i] + c.lo;                       // share of u = m_r ^ c

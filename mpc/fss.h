@@ -10,8 +10,8 @@
 // payload group G = Z_2^64 x Z_2^64. Its PRG is fixed-key AES-128 in
 // Matyas-Meyer-Oseas form, G_j(s) = AES_K(s ^ j) ^ s ^ j (Guo, Katz, Wang,
 // Yu, "Efficient and Secure Multiparty Computation from Fixed-Key Block
-// Ciphers", S&P 2020), with AES from OpenSSL (EVP, ECB over whole batches),
-// or inline with VAES-512 in ReluGateKey::eval where the CPU has it.
+// Ciphers", S&P 2020), with AES from OpenSSL (EVP, ECB over whole batches)
+// and from nowhere else (the project's rule for symmetric crypto).
 // Both keys of one DCF share the same correction words; they differ only in
 // the root seed (and the party bit), so a dealer derives each party's root
 // seed from a PRG it shares with that party and sends only the correction
@@ -89,13 +89,6 @@ struct WipingAllocator {
 };
 template <class T>
 using SecretVector = std::vector<T, WipingAllocator<T>>;
-
-/// Kernels of ReluGateKey::eval (all give the same shares, bit for bit):
-/// kGeneric runs level by level over the batch with OpenSSL's AES; kVaes is
-/// a fused kernel with VAES-512 AES (x86-64 with AVX-512F/DQ, VAES, BMI2);
-/// kAuto picks kVaes where the CPU has it. For tests and benchmarks.
-enum class EvalKernel { kAuto, kGeneric, kVaes };
-bool eval_kernel_supported(EvalKernel kernel) noexcept;
 }  // namespace detail
 
 // ---- the DCF itself (exposed for tests and other gates) ------------------
@@ -216,10 +209,7 @@ class ReluGateKey {
   /// party's shares of DReLU(x) (0/1, unscaled) and/or ReLU(x) (same scale
   /// as x); exact for x in [-2^(bits-1), 2^(bits-1)) (header comment). Pass
   /// an empty span for an output not wanted. Sizes must equal count().
-  /// `kernel` is for tests and benchmarks (throws Error(kInternal) when the
-  /// CPU lacks it).
-  void eval(std::span<const u64> xhat, std::span<u64> drelu, std::span<u64> relu,
-            detail::EvalKernel kernel = detail::EvalKernel::kAuto) const;
+  void eval(std::span<const u64> xhat, std::span<u64> drelu, std::span<u64> relu) const;
 
  private:
   int party_ = 0;

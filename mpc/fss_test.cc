@@ -365,16 +365,6 @@ void check_relu(const Gate& g, const std::vector<u64>& x, Prg& prg) {
   g.k1.eval(xhat, {}, y1b);
   EXPECT_EQ(d0b, d0);
   EXPECT_EQ(y1b, y1);
-  // Both kernels give the same shares, bit for bit (kAuto above is kVaes
-  // where the CPU has it).
-  for (auto kernel : {detail::EvalKernel::kGeneric, detail::EvalKernel::kVaes}) {
-    if (!detail::eval_kernel_supported(kernel)) continue;
-    std::vector<u64> d0k(n), y1k(n);
-    g.k0.eval(xhat, d0k, {}, kernel);
-    g.k1.eval(xhat, {}, y1k, kernel);
-    ASSERT_EQ(d0k, d0) << "kernel " << static_cast<int>(kernel);
-    ASSERT_EQ(y1k, y1) << "kernel " << static_cast<int>(kernel);
-  }
   for (std::size_t i = 0; i < n; ++i) {
     const bool pos = ((x[i] >> (g.bits - 1)) & 1) == 0;
     if (in_range(x[i], g.bits)) {
@@ -573,31 +563,6 @@ TEST(FssReluTest, SmallBatchesAndZero) {
     const Gate g = make_gate(0, 16, bits);
     EXPECT_EQ(g.k0.count(), 0u);
     g.k0.eval({}, {}, {});
-  }
-}
-
-// The VAES kernel against the generic one on batches around its 16-gate
-// groups and the 2048-gate sub-batches (the tail of each sub-batch runs
-// the generic kernel), for both parties and several widths.
-TEST(FssReluTest, KernelsAgree) {
-  if (!detail::eval_kernel_supported(detail::EvalKernel::kVaes)) {
-    GTEST_SKIP() << "no VAES-512 on this CPU";
-  }
-  Prg prg(seed_of(95));
-  for (int bits : {2, 3, 17, 33, 64}) {
-    for (std::size_t count : {std::size_t{1}, std::size_t{15}, std::size_t{16}, std::size_t{17},
-                              std::size_t{33}, std::size_t{2048 + 16 + 5}, std::size_t{4100}}) {
-      const Gate g = make_gate(count, 96, bits);
-      std::vector<u64> xhat(count);
-      for (auto& v : xhat) v = prg.next_u64();
-      for (const ReluGateKey* k : {&g.k0, &g.k1}) {
-        std::vector<u64> dg(count), yg(count), dv(count), yv(count);
-        k->eval(xhat, dg, yg, detail::EvalKernel::kGeneric);
-        k->eval(xhat, dv, yv, detail::EvalKernel::kVaes);
-        ASSERT_EQ(dv, dg) << "bits " << bits << " count " << count << " party " << k->party();
-        ASSERT_EQ(yv, yg) << "bits " << bits << " count " << count << " party " << k->party();
-      }
-    }
   }
 }
 
