@@ -21,6 +21,7 @@
 #include <map>
 #include <numeric>
 
+#include "backends/lowering.h"
 #include "core/error.h"
 #include "he/security.h"
 #include "model/op.h"
@@ -34,37 +35,16 @@ using model::OpType;
 
 namespace {
 
+using lowering::numel;
+using lowering::per_sample;
+using lowering::unsupported;
+
 constexpr const char* kPolyHint =
     "CKKS evaluates polynomials only: use a model with polynomial activations (e.g. "
     "models/fmnist-he.onnx)";
 
-[[noreturn]] void unsupported(const Node& n, const std::string& why) {
-  throw_error(ErrorCategory::kUnsupported,
-              "node '" + n.name + "' (" + std::string(model::op_name(n.op)) + "): " + why);
-}
-
-std::int64_t numel(const Shape& s) {
-  std::int64_t n = 1;
-  for (std::int64_t d : s) n *= d;
-  return n;
-}
-
 std::size_t sz(std::int64_t v) {
   return static_cast<std::size_t>(v);
-}
-
-Shape per_sample(const model::Value& v, const Node& n) {
-  if (!v.shape_known || v.shape.empty() || v.batch_dims.empty() || !v.batch_dims[0]) {
-    unsupported(n, "value '" + v.name + "' has no leading batch dimension");
-  }
-  for (std::size_t d = 1; d < v.batch_dims.size(); ++d) {
-    if (v.batch_dims[d])
-      unsupported(n,
-                  "value '" + v.name + "' scales with the batch in dimension " + std::to_string(d));
-  }
-  if (v.shape[0] != 1)
-    unsupported(n, "value '" + v.name + "' has batch dimension " + std::to_string(v.shape[0]));
-  return Shape(v.shape.begin() + 1, v.shape.end());
 }
 
 bool close(double a, double b) {

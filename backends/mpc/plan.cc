@@ -13,6 +13,7 @@
 #include <string>
 #include <type_traits>
 
+#include "backends/lowering.h"
 #include "core/error.h"
 #include "model/op.h"
 #include "model/window.h"
@@ -27,35 +28,16 @@ using model::OpType;
 
 namespace {
 
+using lowering::numel;
+using lowering::per_sample;
+using lowering::unsupported;
+
 // Limits on a plan received from a peer (hostile input): far above any model
 // this project ships, far below what could exhaust memory by itself.
 constexpr std::int64_t kMaxDim = 1 << 16;
 constexpr std::int64_t kMaxElements = std::int64_t{1} << 26;  // per sample, per value
 constexpr int kMaxSlots = 1 << 14;
 constexpr int kMaxSteps = 1 << 14;
-
-[[noreturn]] void unsupported(const Node& n, const std::string& why) {
-  throw_error(ErrorCategory::kUnsupported, "node '" + n.name + "' (" +
-                                               std::string(model::op_name(n.op)) + "): " + why);
-}
-
-std::int64_t numel(const Shape& s) {
-  std::int64_t n = 1;
-  for (std::int64_t d : s) n *= d;
-  return n;
-}
-
-Shape per_sample(const model::Value& v, const Node& n) {
-  if (v.shape.empty() || v.batch_dims.empty() || !v.batch_dims[0]) {
-    unsupported(n, "value '" + v.name + "' has no leading batch dimension");
-  }
-  for (std::size_t d = 1; d < v.batch_dims.size(); ++d) {
-    if (v.batch_dims[d]) unsupported(n, "value '" + v.name + "' scales with the batch in dimension " +
-                                            std::to_string(d));
-  }
-  if (v.shape[0] != 1) unsupported(n, "value '" + v.name + "' has batch dimension " + std::to_string(v.shape[0]));
-  return Shape(v.shape.begin() + 1, v.shape.end());
-}
 
 // Broadcast index map: for each element of a per-sample tensor of shape `x`
 // (the batch dimension excluded), the index into a constant of shape `w`,
