@@ -33,10 +33,12 @@ inline Shape per_sample(const model::Value& v, const model::Node& n) {
   }
   for (std::size_t d = 1; d < v.batch_dims.size(); ++d) {
     if (v.batch_dims[d]) {
-      unsupported(n, "value '" + v.name + "' scales with the batch in dimension " + std::to_string(d));
+      unsupported(n,
+                  "value '" + v.name + "' scales with the batch in dimension " + std::to_string(d));
     }
   }
-  if (v.shape[0] != 1) unsupported(n, "value '" + v.name + "' has batch dimension " + std::to_string(v.shape[0]));
+  if (v.shape[0] != 1)
+    unsupported(n, "value '" + v.name + "' has batch dimension " + std::to_string(v.shape[0]));
   return Shape(v.shape.begin() + 1, v.shape.end());
 }
 
