@@ -624,12 +624,25 @@ Claims verify_dcap_quote(std::span<const std::uint8_t> quote_bytes,
   const bool tdx = q.tee_type == kTeeTdx;
 
   // Cheap checks first (signatures, hashes), the chain verifications with
-  // their CRLs after them: every check runs before anything is returned.
+  // their CRLs after them; every check runs before anything is returned.
+  // The collateral signatures over the exact JSON bytes, by the leaves of
+  // issuer chains that end at the pinned root (the TCB Info and QE Identity
+  // chains are usually the same text: parsed once then).
+  std::vector<Certificate> tcb_chain =
+      chain_to_root(collateral.tcb_info_issuer_chain, "TCB Info issuer chain", false);
+  if (!ecdsa_verify(tcb_chain.front(), Hash::kSha256, as_bytes(collateral.tcb_info),
+                    collateral.tcb_info_signature))
+    fail("TCB Info signature does not verify");
+  std::vector<Certificate> qe_chain =
+      collateral.qe_identity_issuer_chain == collateral.tcb_info_issuer_chain
+          ? tcb_chain
+          : chain_to_root(collateral.qe_identity_issuer_chain, "QE Identity issuer chain", false);
+  if (!ecdsa_verify(qe_chain.front(), Hash::kSha256, as_bytes(collateral.qe_identity),
+                    collateral.qe_identity_signature))
+    fail("QE Identity signature does not verify");
+
   // The quote: its PCK chain (every byte of the PEM checked), the QE report
   // binding the attestation key, the quote signature, the QE report signature.
-  std::vector<Certificate> pck_chain =
-      chain_to_root(as_text(q.pck_chain_pem), "PCK certificate chain", true);
-  const Certificate& pck = pck_chain.front();
   Bytes hashed(q.attestation_key.begin(), q.attestation_key.end());
   hashed.insert(hashed.end(), q.qe_auth_data.begin(), q.qe_auth_data.end());
   Bytes expect = sha256(hashed);
@@ -638,25 +651,15 @@ Claims verify_dcap_quote(std::span<const std::uint8_t> quote_bytes,
       std::any_of(qe_report_data.begin() + 32, qe_report_data.end(),
                   [](std::uint8_t b) { return b != 0; }))
     fail("QE report data does not bind the attestation key (SHA-256(key || auth data))");
+  std::vector<Certificate> pck_chain =
+      chain_to_root(as_text(q.pck_chain_pem), "PCK certificate chain", true);
+  const Certificate& pck = pck_chain.front();
   if (!ecdsa_p256_verify_raw_key(q.attestation_key, q.signed_part, q.signature))
     fail("quote signature does not verify with the attestation key");
   if (!ecdsa_verify(pck, Hash::kSha256, q.qe_report, q.qe_report_signature))
     fail("QE report signature does not verify with the PCK key");
 
-  // The collateral: signing chains that end at the pinned root, signatures
-  // over the exact JSON bytes, then the validity windows.
-  std::vector<Certificate> tcb_chain =
-      chain_to_root(collateral.tcb_info_issuer_chain, "TCB Info issuer chain", false);
-  if (!ecdsa_verify(tcb_chain.front(), Hash::kSha256, as_bytes(collateral.tcb_info),
-                    collateral.tcb_info_signature))
-    fail("TCB Info signature does not verify");
-  std::vector<Certificate> qe_chain =
-      chain_to_root(collateral.qe_identity_issuer_chain, "QE Identity issuer chain", false);
-  if (!ecdsa_verify(qe_chain.front(), Hash::kSha256, as_bytes(collateral.qe_identity),
-                    collateral.qe_identity_signature))
-    fail("QE Identity signature does not verify");
-  std::vector<Certificate> crl_chain =
-      chain_to_root(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain", false);
+  // The collateral's validity windows.
   const json tcb_info = parse_signed_json(collateral.tcb_info, "TCB Info");
   const json qe_identity = parse_signed_json(collateral.qe_identity, "QE Identity");
   Time valid_from = Time::min(), valid_until = Time::max();
@@ -671,7 +674,10 @@ Claims verify_dcap_quote(std::span<const std::uint8_t> quote_bytes,
   all_crls.push_back(Crl::parse(collateral.root_ca_crl, "root CA CRL"));
   all_crls.push_back(Crl::parse(collateral.pck_crl, "PCK CRL"));
   verify_to_root(tcb_chain, root_crls, now, "TCB Info signing certificate");
-  verify_to_root(qe_chain, root_crls, now, "QE Identity signing certificate");
+  if (collateral.qe_identity_issuer_chain != collateral.tcb_info_issuer_chain)
+    verify_to_root(qe_chain, root_crls, now, "QE Identity signing certificate");
+  std::vector<Certificate> crl_chain =
+      chain_to_root(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain", false);
   verify_to_root(crl_chain, root_crls, now, "PCK CRL issuer");
   verify_to_root(pck_chain, all_crls, now, "PCK certificate");
 
