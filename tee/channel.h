@@ -53,6 +53,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -108,7 +109,7 @@ class SealedChannel {
   std::array<std::uint8_t, 32> recv_key_;
   std::uint64_t send_counter_ = 0;
   std::uint64_t recv_counter_ = 0;
-  bool broken_ = false;
+  std::atomic<bool> broken_{false};  // set by either the sending or the receiving thread
 };
 
 /// What the client learned while attesting.
