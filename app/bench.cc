@@ -146,6 +146,8 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
   bo.output = o.output;
   bo.input_bound = o.input_bound;
   bo.he_mode = o.he_mode;
+  bo.trust_simulated_platform = o.trust_simulated_platform;
+  bo.model_path = o.model_path;
   auto backend = ready_backend(o.backend, graph, bo);
   r.trust = backend->trust_model();
   r.setup_ms = backend->setup_cost().ms;

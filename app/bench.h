@@ -32,6 +32,10 @@ struct BenchOptions {
   std::int64_t eval_limit = 0;  // 0: the whole dataset
   std::string models_dir;
   bool progress = false;
+  /// tee: trust the SIMULATED platform (--trust-simulated-platform) and the
+  /// model file the enclave loads (BackendOptions).
+  bool trust_simulated_platform = false;
+  std::string model_path;
 };
 
 struct Summary {

@@ -15,6 +15,7 @@
 #include "app/he_serve.h"
 #include "app/netproxy.h"
 #include "app/party.h"
+#include "app/tee_serve.h"
 #include "app/validators.h"
 #include "backends/backend.h"
 #include "backends/he/program.h"
@@ -130,8 +131,9 @@ int cmd_eval(const std::string& path, const std::string& backend_name, const std
   return 0;
 }
 
-int cmd_bench(const std::string& path, const BenchOptions& o, bool json) {
+int cmd_bench(const std::string& path, BenchOptions o, bool json) {
   const model::Graph g = model::import_onnx_file(path);
+  o.model_path = path;  // tee: the file the enclave loads
   const BenchResult r = run_bench(g, model_stem(path), o);
   if (json) {
     std::printf("%s\n", to_json(r).c_str());
@@ -186,6 +188,9 @@ int cmd_demo(const std::string& models_dir, unsigned threads) {
       "%d, each a whole batch's work; mpc2: offline + online). Rounds: online (he: queries).\n"
       "Samples/s: over the accuracy run (he-batch: full queries, samples per query / latency).\n\n",
       kDemoHeLatencySamples, kDemoHeLatencyRuns, kDemoHeBatchRuns);
+  std::printf(
+      "tee: this demo trusts the SIMULATED TEE platform (as --trust-simulated-platform would):\n"
+      "no hardware protects the tee rows (docs/THREAT_MODEL.md).\n\n");
   std::printf("%-14s %-8s %9s %10s %8s %12s %12s %10s %7s  %s\n", "model", "backend", "accuracy",
               "agreement", "samples", "latency ms", "samples/s", "bytes", "rounds", "trust");
   for (const auto& m : models) {
@@ -199,6 +204,9 @@ int cmd_demo(const std::string& models_dir, unsigned threads) {
       o.threads = threads;
       o.dataset = m.dataset;
       o.models_dir = models_dir;
+      o.model_path = path;
+      // The tee row runs on the SIMULATED platform: trusted here explicitly.
+      o.trust_simulated_platform = b == "tee";
       if (b != "plain") {
         // Private rows: accuracy on the first 500 samples (the full test
         // set: `blindfold eval`, figures in docs/BENCHMARKS.md).
@@ -271,7 +279,10 @@ int main(int argc, char** argv) {
   double input_bound = 0;
   std::string reveal;
   std::string he_mode;
+  bool trust_simulated_platform = false;
   auto mpc_options = [&](CLI::App* c) {
+    c->add_flag("--trust-simulated-platform", trust_simulated_platform,
+                "tee: accept the SIMULATED platform's evidence (no hardware protects the run)");
     c->add_option("--he-mode", he_mode,
                   "he: latency (one sample per query, packed in slots; default) | batch (one "
                   "sample per slot)")
@@ -338,6 +349,8 @@ int main(int argc, char** argv) {
   const auto party_cmds = add_party_commands(app);
   // serve, infer: the he backend's server and client over TLS.
   const auto he_cmds = add_he_commands(app);
+  // serve, infer --backend tee: the enclave host and the attesting client.
+  const auto tee_cmds = add_tee_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -352,6 +365,8 @@ int main(int argc, char** argv) {
     bo.output = reveal;
     bo.input_bound = input_bound;
     bo.he_mode = he_mode;
+    bo.trust_simulated_platform = trust_simulated_platform;
+    bo.model_path = model_path;
     if (*inspect) {
       const int rc = cmd_inspect(model_path);
       if (backend == "he") return cmd_he_plan(model_path, bo);
@@ -379,6 +394,7 @@ int main(int argc, char** argv) {
       o.output = reveal;
       o.input_bound = input_bound;
       o.he_mode = he_mode;
+      o.trust_simulated_platform = trust_simulated_platform;
       if (!dataset.empty()) o.dataset = dataset;
       o.eval_limit = limit;
       o.models_dir = models_dir;
@@ -388,6 +404,7 @@ int main(int argc, char** argv) {
     if (*demo) return cmd_demo(models_dir, threads);
     if (net_cmds->selected()) return net_cmds->run();
     if (party_cmds->selected()) return party_cmds->run();
+    if (tee_cmds->selected()) return tee_cmds->run();
     if (he_cmds->selected()) return he_cmds->run();
   } catch (const Error& e) {
     std::fprintf(stderr, "blindfold: %s: %s\n", std::string(category_name(e.category())).c_str(),

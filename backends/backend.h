@@ -71,6 +71,16 @@ struct BackendOptions {
   /// The he backend's mode: "latency" (one sample per query, packed in
   /// slots) or "batch" (one sample per slot); "": latency.
   std::string he_mode;
+  /// tee: accept evidence from the SIMULATED platform (tee/simulated.h), on
+  /// which no hardware protects the run; setup() refuses without it. Set only
+  /// from --trust-simulated-platform (or by `blindfold demo`, which says so).
+  bool trust_simulated_platform = false;
+  /// tee: the model file the enclave loads and measures (the graph given to
+  /// setup() must be imported from it).
+  std::string model_path;
+  /// tee: the simulated platform's directory (key and certificate); "": a
+  /// per-user directory under TMPDIR.
+  std::string tee_platform_dir;
 };
 
 class Backend {

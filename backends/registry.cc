@@ -4,12 +4,13 @@
 #include "backends/he/he_backend.h"
 #include "backends/mpc/mpc_backend.h"
 #include "backends/plain/plain.h"
+#include "backends/tee/tee_backend.h"
 #include "core/error.h"
 
 namespace blindfold::backends {
 
 std::vector<std::string> backend_names() {
-  return {"plain", "he", "mpc2", "mpc3"};
+  return {"plain", "he", "mpc2", "mpc3", "tee"};
 }
 
 std::unique_ptr<Backend> make_backend(std::string_view name) {
@@ -17,6 +18,7 @@ std::unique_ptr<Backend> make_backend(std::string_view name) {
   if (name == "he") return std::make_unique<HeBackend>();
   if (name == "mpc2") return std::make_unique<MpcBackend>(2);
   if (name == "mpc3") return std::make_unique<MpcBackend>(3);
+  if (name == "tee") return std::make_unique<TeeBackend>();
   std::string known;
   for (const auto& n : backend_names()) known += (known.empty() ? "" : ", ") + n;
   throw_error(ErrorCategory::kBadInput,
