@@ -333,10 +333,12 @@ PckInfo parse_sgx_extension(const Certificate& pck) {
 
 // ---- certificates ------------------------------------------------------------
 
-bool is_pinned_root(const Certificate& c) {
+/// The trust anchor of the verification in progress (SHA-256 of its DER).
+using RootPin = std::span<const std::uint8_t, 32>;
+
+bool is_pinned_root(const Certificate& c, RootPin pin) {
   Bytes fp = c.fingerprint_sha256();
-  return fp.size() == kIntelRootSha256.size() &&
-         std::equal(fp.begin(), fp.end(), kIntelRootSha256.begin());
+  return fp.size() == pin.size() && std::equal(fp.begin(), fp.end(), pin.begin());
 }
 
 /// The PEM text OpenSSL writes for `c` (64-column base64 lines, "\n").
@@ -358,7 +360,8 @@ std::string canonical_pem(const Certificate& c) {
 /// A chain from PEM that must end at the pinned root (returned last). With `strict`, the text must
 /// be exactly the canonical PEM of its certificates (at most one NUL after), so no byte of it is
 /// unchecked.
-std::vector<Certificate> chain_to_root(std::string_view pem, const std::string& what, bool strict) {
+std::vector<Certificate> chain_to_root(std::string_view pem, const std::string& what, bool strict,
+                                       RootPin pin) {
   std::vector<Certificate> certs = Certificate::chain_from_pem(pem, what);
   if (strict) {
     std::string canon;
@@ -368,10 +371,10 @@ std::vector<Certificate> chain_to_root(std::string_view pem, const std::string& 
     if (text != canon) fail(what + " is not canonical PEM (bytes outside the certificates)");
   }
   if (certs.size() < 2) fail(what + " is too short (no root certificate)");
-  if (!is_pinned_root(certs.back()))
+  if (!is_pinned_root(certs.back(), pin))
     fail(what + " does not end at the Intel SGX Root CA (pinned SHA-256 mismatch)");
   for (std::size_t i = 0; i + 1 < certs.size(); ++i)
-    if (is_pinned_root(certs[i])) fail(what + " holds the root certificate before its end");
+    if (is_pinned_root(certs[i], pin)) fail(what + " holds the root certificate before its end");
   return certs;
 }
 
@@ -618,8 +621,14 @@ DcapQuote parse_dcap_quote(std::span<const std::uint8_t> quote) {
   return q;
 }
 
-Claims verify_dcap_quote(std::span<const std::uint8_t> quote_bytes,
-                         const DcapCollateral& collateral, Time now) {
+Claims verify_dcap_quote(std::span<const std::uint8_t> quote, const DcapCollateral& collateral,
+                         Time now) {
+  return verify_dcap_quote_with_root(quote, collateral, now, kIntelRootSha256);
+}
+
+Claims verify_dcap_quote_with_root(std::span<const std::uint8_t> quote_bytes,
+                                   const DcapCollateral& collateral, Time now,
+                                   std::span<const std::uint8_t, 32> pin) {
   const DcapQuote q = parse_dcap_quote(quote_bytes);
   const bool tdx = q.tee_type == kTeeTdx;
 
@@ -629,14 +638,15 @@ Claims verify_dcap_quote(std::span<const std::uint8_t> quote_bytes,
   // issuer chains that end at the pinned root (the TCB Info and QE Identity
   // chains are usually the same text: parsed once then).
   std::vector<Certificate> tcb_chain =
-      chain_to_root(collateral.tcb_info_issuer_chain, "TCB Info issuer chain", false);
+      chain_to_root(collateral.tcb_info_issuer_chain, "TCB Info issuer chain", false, pin);
   if (!ecdsa_verify(tcb_chain.front(), Hash::kSha256, as_bytes(collateral.tcb_info),
                     collateral.tcb_info_signature))
     fail("TCB Info signature does not verify");
   std::vector<Certificate> qe_chain =
       collateral.qe_identity_issuer_chain == collateral.tcb_info_issuer_chain
           ? tcb_chain
-          : chain_to_root(collateral.qe_identity_issuer_chain, "QE Identity issuer chain", false);
+          : chain_to_root(collateral.qe_identity_issuer_chain, "QE Identity issuer chain", false,
+                          pin);
   if (!ecdsa_verify(qe_chain.front(), Hash::kSha256, as_bytes(collateral.qe_identity),
                     collateral.qe_identity_signature))
     fail("QE Identity signature does not verify");
@@ -652,7 +662,7 @@ Claims verify_dcap_quote(std::span<const std::uint8_t> quote_bytes,
                   [](std::uint8_t b) { return b != 0; }))
     fail("QE report data does not bind the attestation key (SHA-256(key || auth data))");
   std::vector<Certificate> pck_chain =
-      chain_to_root(as_text(q.pck_chain_pem), "PCK certificate chain", true);
+      chain_to_root(as_text(q.pck_chain_pem), "PCK certificate chain", true, pin);
   const Certificate& pck = pck_chain.front();
   if (!ecdsa_p256_verify_raw_key(q.attestation_key, q.signed_part, q.signature))
     fail("quote signature does not verify with the attestation key");
@@ -677,7 +687,7 @@ Claims verify_dcap_quote(std::span<const std::uint8_t> quote_bytes,
   if (collateral.qe_identity_issuer_chain != collateral.tcb_info_issuer_chain)
     verify_to_root(qe_chain, root_crls, now, "QE Identity signing certificate");
   std::vector<Certificate> crl_chain =
-      chain_to_root(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain", false);
+      chain_to_root(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain", false, pin);
   verify_to_root(crl_chain, root_crls, now, "PCK CRL issuer");
   verify_to_root(pck_chain, all_crls, now, "PCK certificate");
 
@@ -791,11 +801,11 @@ Claims verify_dcap_quote(std::span<const std::uint8_t> quote_bytes,
         for (std::size_t i = tee_tcb_svn[1] > 0 ? 2 : 0; i < 16 && ok; ++i)
           ok = tdxc[i] <= tee_tcb_svn[i];
       }
-      if (!ok) continue;
-      platform_status = status_field(level, lw);
+      TcbStatus level_status = status_field(level, lw);  // every level's must parse
+      if (!ok || platform_status) continue;
+      platform_status = level_status;
       advisory_ids = advisories(level, lw);
       tcb_date = str_field(level, "tcbDate", lw);
-      break;
     }
   }
   if (!platform_status) fail("TCB unrecognized: the platform matches no TCB Info level");

@@ -84,4 +84,11 @@ bool looks_like_dcap_quote(std::span<const std::uint8_t> evidence) noexcept;
 Claims verify_dcap_quote(std::span<const std::uint8_t> quote, const DcapCollateral& collateral,
                          Time now);
 
+/// verify_dcap_quote with another trust anchor: the root whose DER has this SHA-256 (a private PKI,
+/// or tests that need certificates and CRLs Intel did not sign). Every check is the same.
+/// Production code calls verify_dcap_quote, which pins the Intel SGX Root CA.
+Claims verify_dcap_quote_with_root(std::span<const std::uint8_t> quote,
+                                   const DcapCollateral& collateral, Time now,
+                                   std::span<const std::uint8_t, 32> root_sha256);
+
 }  // namespace blindfold::tee

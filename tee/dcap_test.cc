@@ -1,6 +1,13 @@
 #include "tee/dcap.h"
 
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <chrono>
 #include <fstream>
@@ -490,6 +497,345 @@ TEST(Dcap, OversizedAndWrongLengthFieldsAreRejected) {
   EXPECT_NO_THROW(verify_dcap_quote(padded, sgx.collateral, sgx.now));
   padded.back() = 1;
   expect_rejected([&] { parse_dcap_quote(padded); }, "trailing bytes");
+}
+
+// ---- a stand-in Intel PKI -----------------------------------------------------
+// Revocation, and TCB Info / QE Identity contents Intel did not sign, need
+// keys we hold. The stand-in root, PCK CA and TCB signing key are made here;
+// the PCK certificate is re-issued by the stand-in PCK CA with the real PCK
+// public key and the real SGX extension, so the quote's own signatures (QE
+// report by the PCK key, quote by the attestation key) stay the real ones.
+// verify_dcap_quote_with_root pins the stand-in root.
+
+using PkeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
+
+PkeyPtr new_key() {
+  return PkeyPtr(EVP_EC_gen("P-256"), EVP_PKEY_free);
+}
+
+void add_ext(X509* x, X509* issuer, int nid, const char* value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer, x, nullptr, nullptr, 0);
+  X509_EXTENSION* e = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+  ASSERT_NE(e, nullptr);
+  X509_add_ext(x, e, -1);
+  X509_EXTENSION_free(e);
+}
+
+X509Ptr make_cert(EVP_PKEY* subject_key, const char* cn, X509* issuer, EVP_PKEY* issuer_key,
+                  long serial, bool ca, const X509* copy_sgx_ext_from = nullptr) {
+  X509Ptr x(X509_new(), X509_free);
+  X509_set_version(x.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x.get()), serial);
+  ASN1_TIME_set(X509_getm_notBefore(x.get()), 1577836800);  // 2020-01-01
+  ASN1_TIME_set(X509_getm_notAfter(x.get()), 1893456000);   // 2030-01-01
+  X509_set_pubkey(x.get(), subject_key);
+  X509_NAME* name = X509_get_subject_name(x.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn),
+                             -1, -1, 0);
+  X509* iss = issuer != nullptr ? issuer : x.get();
+  X509_set_issuer_name(x.get(), X509_get_subject_name(iss));
+  add_ext(x.get(), iss, NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+  add_ext(x.get(), iss, NID_key_usage,
+          ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature,nonRepudiation");
+  add_ext(x.get(), iss, NID_subject_key_identifier, "hash");
+  add_ext(x.get(), iss, NID_authority_key_identifier, "keyid:always");
+  if (copy_sgx_ext_from != nullptr) {
+    ASN1_OBJECT* oid = OBJ_txt2obj("1.2.840.113741.1.13.1", 1);
+    int idx = X509_get_ext_by_OBJ(copy_sgx_ext_from, oid, -1);
+    ASN1_OBJECT_free(oid);
+    EXPECT_GE(idx, 0);
+    X509_add_ext(x.get(), X509_get_ext(copy_sgx_ext_from, idx), -1);
+  }
+  EXPECT_GT(X509_sign(x.get(), issuer_key, EVP_sha256()), 0);
+  return x;
+}
+
+std::string pem_of(X509* x) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  PEM_write_bio_X509(bio.get(), x);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(n));
+}
+
+Bytes make_crl(X509* issuer, EVP_PKEY* key, const std::vector<long>& revoked, time_t last,
+               time_t next) {
+  std::unique_ptr<X509_CRL, decltype(&X509_CRL_free)> crl(X509_CRL_new(), X509_CRL_free);
+  X509_CRL_set_version(crl.get(), 1);
+  X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(issuer));
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> t(ASN1_TIME_new(), ASN1_TIME_free);
+  ASN1_TIME_set(t.get(), last);
+  X509_CRL_set1_lastUpdate(crl.get(), t.get());
+  ASN1_TIME_set(t.get(), next);
+  X509_CRL_set1_nextUpdate(crl.get(), t.get());
+  for (long serial : revoked) {
+    X509_REVOKED* r = X509_REVOKED_new();
+    ASN1_INTEGER* sn = ASN1_INTEGER_new();
+    ASN1_INTEGER_set(sn, serial);
+    X509_REVOKED_set_serialNumber(r, sn);
+    ASN1_INTEGER_free(sn);
+    ASN1_TIME_set(t.get(), last);
+    X509_REVOKED_set_revocationDate(r, t.get());
+    X509_CRL_add0_revoked(crl.get(), r);
+  }
+  X509_CRL_sort(crl.get());
+  EXPECT_GT(X509_CRL_sign(crl.get(), key, EVP_sha256()), 0);
+  unsigned char* der = nullptr;
+  int n = i2d_X509_CRL(crl.get(), &der);
+  Bytes out(der, der + n);
+  OPENSSL_free(der);
+  return out;
+}
+
+/// Raw r||s (32 + 32) ECDSA-SHA256 signature of `text` by `key`.
+Bytes sign_raw(EVP_PKEY* key, const std::string& text) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key);
+  std::size_t len = 0;
+  EVP_DigestSign(md.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(text.data()),
+                 text.size());
+  Bytes der(len);
+  EVP_DigestSign(md.get(), der.data(), &len, reinterpret_cast<const unsigned char*>(text.data()),
+                 text.size());
+  const unsigned char* p = der.data();
+  ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len));
+  Bytes raw(64);
+  BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw.data(), 32);
+  BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw.data() + 32, 32);
+  ECDSA_SIG_free(sig);
+  return raw;
+}
+
+/// `quote` with its PCK chain PEM replaced and every length around it fixed.
+Bytes with_pck_chain(const Bytes& quote, const std::string& pem) {
+  DcapQuote q = parse_dcap_quote(quote);
+  std::size_t cert_off = static_cast<std::size_t>(q.pck_chain_pem.data() - quote.data());
+  Bytes out(quote.begin(), quote.begin() + static_cast<std::ptrdiff_t>(cert_off));
+  out.insert(out.end(), pem.begin(), pem.end());
+  auto add32 = [&](std::size_t off, std::int64_t delta) {
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v |= static_cast<std::uint32_t>(out[off + i]) << (8 * i);
+    v = static_cast<std::uint32_t>(v + delta);
+    for (int i = 0; i < 4; ++i) out[off + i] = static_cast<std::uint8_t>(v >> (8 * i));
+  };
+  std::int64_t delta =
+      static_cast<std::int64_t>(pem.size()) - static_cast<std::int64_t>(q.pck_chain_pem.size());
+  add32(cert_off - 4, delta);          // PCK certification data size
+  add32(q.signed_part.size(), delta);  // signature data length
+  if (q.version >= 4) add32(q.signed_part.size() + 4 + 128 + 2, delta);  // type 6 data size
+  return out;
+}
+
+struct StandIn {
+  PkeyPtr root_key = new_key(), ca_key = new_key(), tcb_key = new_key();
+  X509Ptr root{nullptr, X509_free}, ca{nullptr, X509_free}, pck{nullptr, X509_free},
+      tcb{nullptr, X509_free};
+  std::array<std::uint8_t, 32> pin{};
+  Sample s;
+  std::vector<long> revoked_by_root, revoked_by_ca;
+  time_t crl_last = 1748736000;  // 2025-06-01
+  time_t crl_next = 1754006400;  // 2025-08-01
+  std::string tcb_info, qe_identity;
+
+  explicit StandIn(Sample sample) : s(std::move(sample)) {
+    root = make_cert(root_key.get(), "Stand-in SGX Root CA", nullptr, root_key.get(), 1, true);
+    ca = make_cert(ca_key.get(), "Stand-in PCK CA", root.get(), root_key.get(), 2, true);
+    tcb = make_cert(tcb_key.get(), "Stand-in TCB Signing", root.get(), root_key.get(), 3, false);
+    DcapQuote q = parse_dcap_quote(s.quote);
+    std::vector<Certificate> real = Certificate::chain_from_pem(
+        std::string(q.pck_chain_pem.begin(), q.pck_chain_pem.end()), "real PCK chain");
+    pck = make_cert(X509_get0_pubkey(real[0].native()), "Stand-in PCK Certificate", ca.get(),
+                    ca_key.get(), 4, false, real[0].native());
+    Bytes fp = Certificate::from_der(Certificate(real[0]).der(), "x").fingerprint_sha256();
+    unsigned char* der = nullptr;
+    int n = i2d_X509(root.get(), &der);
+    Bytes root_fp = sha256(std::span(der, static_cast<std::size_t>(n)));
+    OPENSSL_free(der);
+    std::copy(root_fp.begin(), root_fp.end(), pin.begin());
+    s.quote = with_pck_chain(s.quote, pem_of(pck.get()) + pem_of(ca.get()) + pem_of(root.get()));
+    tcb_info = s.collateral.tcb_info;
+    qe_identity = s.collateral.qe_identity;
+  }
+
+  DcapCollateral collateral() const {
+    DcapCollateral c;
+    c.root_ca_crl = make_crl(root.get(), root_key.get(), revoked_by_root, crl_last, crl_next);
+    c.pck_crl = make_crl(ca.get(), ca_key.get(), revoked_by_ca, crl_last, crl_next);
+    c.pck_crl_issuer_chain = pem_of(ca.get()) + pem_of(root.get());
+    c.tcb_info_issuer_chain = pem_of(tcb.get()) + pem_of(root.get());
+    c.qe_identity_issuer_chain = c.tcb_info_issuer_chain;
+    c.tcb_info = tcb_info;
+    c.tcb_info_signature = sign_raw(tcb_key.get(), tcb_info);
+    c.qe_identity = qe_identity;
+    c.qe_identity_signature = sign_raw(tcb_key.get(), qe_identity);
+    return c;
+  }
+  Claims verify() const { return verify_dcap_quote_with_root(s.quote, collateral(), s.now, pin); }
+};
+
+void replace_once(std::string& text, const std::string& from, const std::string& to) {
+  std::size_t at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  text.replace(at, from.size(), to);
+}
+
+TEST(DcapStandIn, SameVerdictUnderTheStandInRootAndOnlyThere) {
+  StandIn p(sgx_sample());
+  Claims c = p.verify();
+  EXPECT_EQ(c.tcb_status, TcbStatus::kConfigurationAndSWHardeningNeeded);
+  EXPECT_EQ(c.advisory_ids, (std::vector<std::string>{"INTEL-SA-00289", "INTEL-SA-00615"}));
+  // The Intel pin refuses the stand-in chains.
+  expect_rejected([&] { verify_dcap_quote(p.s.quote, p.collateral(), p.s.now); },
+                  "does not end at the Intel SGX Root CA");
+  // A TCB Info signed by the stand-in key is refused with the real chain.
+  DcapCollateral mixed = p.s.collateral;
+  DcapCollateral fake = p.collateral();
+  mixed.tcb_info_signature = fake.tcb_info_signature;
+  expect_rejected([&] { verify_dcap_quote(sgx_sample().quote, mixed, p.s.now); },
+                  "TCB Info signature does not verify");
+}
+
+TEST(DcapStandIn, RevokedCertificatesAreRejected) {
+  {
+    StandIn p(sgx_sample());
+    p.revoked_by_ca = {4};  // the PCK certificate
+    expect_rejected([&] { p.verify(); }, "PCK certificate chain: certificate revoked");
+  }
+  {
+    StandIn p(sgx_sample());
+    p.revoked_by_root = {2};  // the PCK CA
+    expect_rejected([&] { p.verify(); }, "certificate revoked");
+  }
+  {
+    StandIn p(sgx_sample());
+    p.revoked_by_root = {3};  // the TCB signing certificate
+    expect_rejected([&] { p.verify(); }, "TCB Info signing certificate chain: certificate revoked");
+  }
+  {
+    StandIn p(sgx_sample());
+    p.revoked_by_ca = {5, 6, 7};  // others: accepted
+    EXPECT_NO_THROW(p.verify());
+  }
+  {
+    StandIn p(sgx_sample());
+    p.crl_next = p.crl_last + 3600;  // stale CRLs
+    expect_rejected([&] { p.verify(); }, "CRL has expired");
+  }
+}
+
+TEST(DcapStandIn, TcbAndQeIdentityRules) {
+  {  // The matched level says Revoked.
+    StandIn p(sgx_sample());
+    replace_once(p.tcb_info, "\"tcbStatus\":\"ConfigurationAndSWHardeningNeeded\"",
+                 "\"tcbStatus\":\"Revoked\"");
+    EXPECT_EQ(p.verify().tcb_status, TcbStatus::kRevoked);
+  }
+  {  // The QE's ISVSVN (8) is below the UpToDate level: OutOfDate QE converges.
+    StandIn p(sgx_sample());
+    replace_once(p.qe_identity, "{\"isvsvn\":8}", "{\"isvsvn\":11}");
+    Claims c = p.verify();
+    EXPECT_EQ(c.tcb_status, TcbStatus::kOutOfDateConfigurationNeeded);
+    EXPECT_EQ(detail(c, "qe_tcb_status"), "OutOfDate");
+    EXPECT_EQ(c.advisory_ids, (std::vector<std::string>{"INTEL-SA-00289", "INTEL-SA-00615"}));
+  }
+  {  // No QE level at or below the QE's ISVSVN.
+    StandIn p(sgx_sample());
+    std::string& qe = p.qe_identity;
+    for (const char* svn : {"8", "6", "5", "4", "2", "1"})
+      replace_once(qe, std::string("{\"isvsvn\":") + svn + "}", "{\"isvsvn\":99}");
+    expect_rejected([&] { p.verify(); }, "matches no QE Identity TCB level");
+  }
+  {  // A PCESVN above the platform's everywhere: TCB unrecognized.
+    StandIn p(sgx_sample());
+    std::size_t at = 0;
+    while ((at = p.tcb_info.find("\"pcesvn\":", at)) != std::string::npos) {
+      at += 9;
+      std::size_t end = p.tcb_info.find_first_not_of("0123456789", at);
+      p.tcb_info.replace(at, end - at, "99");
+    }
+    expect_rejected([&] { p.verify(); }, "TCB unrecognized");
+  }
+  {
+    StandIn p(sgx_sample());
+    replace_once(p.qe_identity, "\"isvprodid\":1", "\"isvprodid\":2");
+    expect_rejected([&] { p.verify(); }, "QE report ISVPRODID");
+  }
+  {
+    StandIn p(sgx_sample());
+    replace_once(p.qe_identity, "\"mrsigner\":\"8C", "\"mrsigner\":\"9C");
+    expect_rejected([&] { p.verify(); }, "QE report MRSIGNER");
+  }
+  {
+    StandIn p(sgx_sample());
+    replace_once(p.qe_identity, "\"miscselect\":\"00000000\"", "\"miscselect\":\"00000001\"");
+    expect_rejected([&] { p.verify(); }, "QE report MISCSELECT");
+  }
+  {
+    StandIn p(sgx_sample());
+    replace_once(p.qe_identity, "\"attributes\":\"11", "\"attributes\":\"13");
+    expect_rejected([&] { p.verify(); }, "QE report ATTRIBUTES");
+  }
+  {
+    StandIn p(sgx_sample());
+    replace_once(p.tcb_info, "\"fmspc\":\"00A067110000\"", "\"fmspc\":\"00A067110001\"");
+    expect_rejected([&] { p.verify(); }, "FMSPC");
+  }
+  {
+    StandIn p(sgx_sample());
+    replace_once(p.tcb_info, "\"pceId\":\"0000\"", "\"pceId\":\"0001\"");
+    expect_rejected([&] { p.verify(); }, "PCE ID");
+  }
+  {
+    StandIn p(sgx_sample());
+    replace_once(p.tcb_info, "\"version\":3", "\"version\":2");
+    expect_rejected([&] { p.verify(); }, "unsupported TCB Info version");
+  }
+  {
+    StandIn p(sgx_sample());
+    replace_once(p.tcb_info, "\"tcbStatus\":\"SWHardeningNeeded\"", "\"tcbStatus\":\"Fine\"");
+    expect_rejected([&] { p.verify(); }, "unknown tcbStatus");
+  }
+}
+
+TEST(DcapStandIn, TdxModuleRules) {
+  {  // Baseline: the real verdict.
+    StandIn p(tdx_sample());
+    EXPECT_EQ(p.verify().tcb_status, TcbStatus::kUpToDate);
+  }
+  {  // TEE_TCB_SVN[0] = 6 below the module's UpToDate level: OutOfDate module converges.
+    StandIn p(tdx_sample());
+    replace_once(p.tcb_info, "\"tcbLevels\":[{\"tcb\":{\"isvsvn\":4}",
+                 "\"tcbLevels\":[{\"tcb\":{\"isvsvn\":7}");
+    Claims c = p.verify();
+    EXPECT_EQ(detail(c, "tdx_module_tcb_status"), "OutOfDate");
+    EXPECT_EQ(c.tcb_status, TcbStatus::kOutOfDate);
+  }
+  {  // No identity for module major version 1.
+    StandIn p(tdx_sample());
+    replace_once(p.tcb_info, "\"id\":\"TDX_01\"", "\"id\":\"TDX_02\"");
+    expect_rejected([&] { p.verify(); }, "no TDX module identity TDX_01");
+  }
+  {
+    StandIn p(tdx_sample());
+    std::string zeros(96, '0');
+    replace_once(p.tcb_info, "\"id\":\"TDX_01\",\"mrsigner\":\"" + zeros,
+                 "\"id\":\"TDX_01\",\"mrsigner\":\"1" + zeros.substr(1));
+    expect_rejected([&] { p.verify(); }, "MRSIGNERSEAM");
+  }
+  {  // tdxtcbcomponents[2] above TEE_TCB_SVN[2] = 3 in every level.
+    StandIn p(tdx_sample());
+    std::size_t at = 0;
+    while ((at = p.tcb_info.find("\"tdxtcbcomponents\":[", at)) != std::string::npos) {
+      at = p.tcb_info.find("{\"svn\":", at);
+      at = p.tcb_info.find("{\"svn\":", at + 1);
+      at = p.tcb_info.find("{\"svn\":", at + 1) + 7;
+      std::size_t end = p.tcb_info.find_first_not_of("0123456789", at);
+      p.tcb_info.replace(at, end - at, "9");
+    }
+    expect_rejected([&] { p.verify(); }, "TCB unrecognized");
+  }
 }
 
 }  // namespace
