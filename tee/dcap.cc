@@ -25,6 +25,7 @@
 #include "tee/dcap.h"
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <array>
@@ -357,11 +358,31 @@ std::string canonical_pem(const Certificate& c) {
   return out;
 }
 
-/// A chain from PEM that must end at the pinned root (returned last). With `strict`, the text must
-/// be exactly the canonical PEM of its certificates (at most one NUL after), so no byte of it is
-/// unchecked.
+/// Subject common names of Intel's DCAP certificates. A chain must hold
+/// exactly the expected roles: without that, any certificate under the Intel
+/// root -- a platform's PCK certificate, whose key lives in a CPU -- could sign
+/// a TCB Info of its own choosing.
+constexpr std::string_view kTcbSigningCn = "Intel SGX TCB Signing";
+constexpr std::string_view kPckCn = "Intel SGX PCK Certificate";
+constexpr std::string_view kPckPlatformCaCn = "Intel SGX PCK Platform CA";
+constexpr std::string_view kPckProcessorCaCn = "Intel SGX PCK Processor CA";
+using Roles = std::vector<std::vector<std::string_view>>;
+
+std::string common_name(const Certificate& c) {
+  char buf[256];
+  int n =
+      X509_NAME_get_text_by_NID(X509_get_subject_name(c.native()), NID_commonName, buf, sizeof buf);
+  return n > 0 && static_cast<std::size_t>(n) < sizeof buf
+             ? std::string(buf, static_cast<std::size_t>(n))
+             : std::string();
+}
+
+/// A chain from PEM that must end at the pinned root (returned last) and hold
+/// one certificate per role before it, each with one of that role's subject
+/// common names. With `strict`, the text must be exactly the canonical PEM of
+/// its certificates (at most one NUL after), so no byte of it is unchecked.
 std::vector<Certificate> chain_to_root(std::string_view pem, const std::string& what, bool strict,
-                                       RootPin pin) {
+                                       RootPin pin, const Roles& roles) {
   std::vector<Certificate> certs = Certificate::chain_from_pem(pem, what);
   if (strict) {
     std::string canon;
@@ -375,6 +396,15 @@ std::vector<Certificate> chain_to_root(std::string_view pem, const std::string& 
     fail(what + " does not end at the Intel SGX Root CA (pinned SHA-256 mismatch)");
   for (std::size_t i = 0; i + 1 < certs.size(); ++i)
     if (is_pinned_root(certs[i], pin)) fail(what + " holds the root certificate before its end");
+  if (certs.size() != roles.size() + 1)
+    fail(what + " has " + std::to_string(certs.size()) + " certificates, not " +
+         std::to_string(roles.size() + 1));
+  for (std::size_t i = 0; i < roles.size(); ++i) {
+    std::string cn = common_name(certs[i]);
+    if (std::find(roles[i].begin(), roles[i].end(), cn) == roles[i].end())
+      fail(what + ": certificate " + std::to_string(i) + " is not the " + std::string(roles[i][0]) +
+           " certificate (CN \"" + cn + "\")");
+  }
   return certs;
 }
 
@@ -638,7 +668,8 @@ Claims verify_dcap_quote_with_root(std::span<const std::uint8_t> quote_bytes,
   // issuer chains that end at the pinned root (the TCB Info and QE Identity
   // chains are usually the same text: parsed once then).
   std::vector<Certificate> tcb_chain =
-      chain_to_root(collateral.tcb_info_issuer_chain, "TCB Info issuer chain", false, pin);
+      chain_to_root(collateral.tcb_info_issuer_chain, "TCB Info issuer chain", false, pin,
+                    Roles{{kTcbSigningCn}});
   if (!ecdsa_verify(tcb_chain.front(), Hash::kSha256, as_bytes(collateral.tcb_info),
                     collateral.tcb_info_signature))
     fail("TCB Info signature does not verify");
@@ -646,7 +677,7 @@ Claims verify_dcap_quote_with_root(std::span<const std::uint8_t> quote_bytes,
       collateral.qe_identity_issuer_chain == collateral.tcb_info_issuer_chain
           ? tcb_chain
           : chain_to_root(collateral.qe_identity_issuer_chain, "QE Identity issuer chain", false,
-                          pin);
+                          pin, Roles{{kTcbSigningCn}});
   if (!ecdsa_verify(qe_chain.front(), Hash::kSha256, as_bytes(collateral.qe_identity),
                     collateral.qe_identity_signature))
     fail("QE Identity signature does not verify");
@@ -662,7 +693,8 @@ Claims verify_dcap_quote_with_root(std::span<const std::uint8_t> quote_bytes,
                   [](std::uint8_t b) { return b != 0; }))
     fail("QE report data does not bind the attestation key (SHA-256(key || auth data))");
   std::vector<Certificate> pck_chain =
-      chain_to_root(as_text(q.pck_chain_pem), "PCK certificate chain", true, pin);
+      chain_to_root(as_text(q.pck_chain_pem), "PCK certificate chain", true, pin,
+                    Roles{{kPckCn}, {kPckPlatformCaCn, kPckProcessorCaCn}});
   const Certificate& pck = pck_chain.front();
   if (!ecdsa_p256_verify_raw_key(q.attestation_key, q.signed_part, q.signature))
     fail("quote signature does not verify with the attestation key");
@@ -687,7 +719,8 @@ Claims verify_dcap_quote_with_root(std::span<const std::uint8_t> quote_bytes,
   if (collateral.qe_identity_issuer_chain != collateral.tcb_info_issuer_chain)
     verify_to_root(qe_chain, root_crls, now, "QE Identity signing certificate");
   std::vector<Certificate> crl_chain =
-      chain_to_root(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain", false, pin);
+      chain_to_root(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain", false, pin,
+                    Roles{{kPckPlatformCaCn, kPckProcessorCaCn}});
   verify_to_root(crl_chain, root_crls, now, "PCK CRL issuer");
   verify_to_root(pck_chain, all_crls, now, "PCK certificate");
 
@@ -699,6 +732,8 @@ Claims verify_dcap_quote_with_root(std::span<const std::uint8_t> quote_bytes,
   if (tdx && tcb_id != "TDX") fail("TCB Info id is not \"TDX\" for a TDX quote");
   if (!tdx && tcb_id != "SGX") fail("TCB Info id is not \"SGX\" for an SGX quote");
   if (tcb_version != 3) fail("unsupported TCB Info version " + std::to_string(tcb_version));
+  if (uint_field(tcb_info, "tcbType", tcb_what, 1u << 16) != 0)
+    fail("unsupported TCB Info tcbType (only 0 is defined)");
   if (!bytes_equal(hex_field(tcb_info, "fmspc", tcb_what, 6), pck_info.fmspc))
     fail("FMSPC of the PCK certificate does not match the TCB Info");
   if (!bytes_equal(hex_field(tcb_info, "pceId", tcb_what, 2), pck_info.pce_id))

@@ -641,12 +641,12 @@ struct StandIn {
 
   explicit StandIn(Sample sample) : s(std::move(sample)) {
     root = make_cert(root_key.get(), "Stand-in SGX Root CA", nullptr, root_key.get(), 1, true);
-    ca = make_cert(ca_key.get(), "Stand-in PCK CA", root.get(), root_key.get(), 2, true);
-    tcb = make_cert(tcb_key.get(), "Stand-in TCB Signing", root.get(), root_key.get(), 3, false);
+    ca = make_cert(ca_key.get(), "Intel SGX PCK Platform CA", root.get(), root_key.get(), 2, true);
+    tcb = make_cert(tcb_key.get(), "Intel SGX TCB Signing", root.get(), root_key.get(), 3, false);
     DcapQuote q = parse_dcap_quote(s.quote);
     std::vector<Certificate> real = Certificate::chain_from_pem(
         std::string(q.pck_chain_pem.begin(), q.pck_chain_pem.end()), "real PCK chain");
-    pck = make_cert(X509_get0_pubkey(real[0].native()), "Stand-in PCK Certificate", ca.get(),
+    pck = make_cert(X509_get0_pubkey(real[0].native()), "Intel SGX PCK Certificate", ca.get(),
                     ca_key.get(), 4, false, real[0].native());
     Bytes fp = Certificate::from_der(Certificate(real[0]).der(), "x").fingerprint_sha256();
     unsigned char* der = nullptr;
@@ -695,6 +695,26 @@ TEST(DcapStandIn, SameVerdictUnderTheStandInRootAndOnlyThere) {
   mixed.tcb_info_signature = fake.tcb_info_signature;
   expect_rejected([&] { verify_dcap_quote(sgx_sample().quote, mixed, p.s.now); },
                   "TCB Info signature does not verify");
+}
+
+TEST(DcapStandIn, OnlyTheTcbSigningCertificateSignsCollateral) {
+  // A TCB Info signed by another key under the root (here the PCK CA's; a
+  // platform's PCK key would be the attack) with a valid chain: refused.
+  StandIn p(sgx_sample());
+  DcapCollateral c = p.collateral();
+  c.tcb_info_signature = sign_raw(p.ca_key.get(), c.tcb_info);
+  c.tcb_info_issuer_chain = pem_of(p.ca.get()) + pem_of(p.root.get());
+  expect_rejected([&] { verify_dcap_quote_with_root(p.s.quote, c, p.s.now, p.pin); },
+                  "TCB Info issuer chain: certificate 0 is not the Intel SGX TCB Signing");
+  // A chain with an extra certificate in the middle.
+  DcapCollateral longer = p.collateral();
+  longer.qe_identity_issuer_chain = pem_of(p.tcb.get()) + pem_of(p.ca.get()) + pem_of(p.root.get());
+  expect_rejected([&] { verify_dcap_quote_with_root(p.s.quote, longer, p.s.now, p.pin); },
+                  "QE Identity issuer chain has 3 certificates, not 2");
+  // The PCK chain of the quote needs its PCK CA in the middle.
+  Bytes two = with_pck_chain(p.s.quote, pem_of(p.pck.get()) + pem_of(p.root.get()));
+  expect_rejected([&] { verify_dcap_quote_with_root(two, p.collateral(), p.s.now, p.pin); },
+                  "PCK certificate chain has 2 certificates, not 3");
 }
 
 TEST(DcapStandIn, RevokedCertificatesAreRejected) {
