@@ -10,6 +10,7 @@
 #include <iostream>
 #include <new>
 
+#include "app/attest.h"
 #include "app/bench.h"
 #include "app/datasets.h"
 #include "app/he_serve.h"
@@ -351,6 +352,8 @@ int main(int argc, char** argv) {
   const auto he_cmds = add_he_commands(app);
   // serve, infer --backend tee: the enclave host and the attesting client.
   const auto tee_cmds = add_tee_commands(app);
+  // attest verify: attestation evidence by hand (tee/verify.h, tee/policy.h).
+  const auto attest_cmds = add_attest_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -406,6 +409,7 @@ int main(int argc, char** argv) {
     if (party_cmds->selected()) return party_cmds->run();
     if (tee_cmds->selected()) return tee_cmds->run();
     if (he_cmds->selected()) return he_cmds->run();
+    if (attest_cmds->selected()) return attest_cmds->run();
   } catch (const Error& e) {
     std::fprintf(stderr, "blindfold: %s: %s\n", std::string(category_name(e.category())).c_str(),
                  e.what());
