@@ -819,6 +819,35 @@ TEST(DcapStandIn, TcbAndQeIdentityRules) {
   }
 }
 
+// The SPR quote's own TCB under go-tdx-guest's TCB Info, re-signed by the
+// stand-in (the real signing certificate of its time is not in testdata):
+// every check passes up to the TCB-level match, which finds no level (the PCK
+// certificate's SVNs 3,3,2,2,2,... are below 5,5,2,2,3,... of both levels).
+TEST(DcapStandIn, SprQuoteTcbIsUnrecognized) {
+  Bytes file = read_testdata("go-tdx-guest/tdx_prod_quote_SPR_E4.dat");
+  Bytes none;
+  Sample spr{Bytes(file.begin(), file.begin() + 4935),
+             DcapCollateral::from_pcs_responses(
+                 read_text("go-tdx-guest/sample_tcbInfo_response"),
+                 read_text("go-tdx-guest/sample_qeIdentity_response"), none, none, ""),
+             at("2023-06-20T00:00:00Z")};
+  StandIn p(std::move(spr));
+  p.crl_last = 1685577600;  // 2023-06-01
+  p.crl_next = 1690848000;  // 2023-08-01
+  expect_rejected([&] { p.verify(); }, "TCB unrecognized");
+  // With a level the platform meets added in front, the rest of the rules run.
+  replace_once(
+      p.tcb_info, "\"tcbLevels\":[", "\"tcbLevels\":[{\"tcb\":{\"sgxtcbcomponents\":[" + [] {
+        std::string c;
+        for (int i = 0; i < 16; ++i) c += std::string(i ? "," : "") + "{\"svn\":0}";
+        return c + "],\"pcesvn\":0,\"tdxtcbcomponents\":[" + c;
+      }() + "]},\"tcbDate\":\"2018-01-01T00:00:00Z\",\"tcbStatus\":\"OutOfDate\"},");
+  Claims c = p.verify();
+  EXPECT_EQ(c.tcb_status, TcbStatus::kOutOfDate);
+  EXPECT_EQ(detail(c, "fmspc"), "50806F000000");
+  EXPECT_EQ(detail(c, "qe_tcb_status"), "UpToDate");
+}
+
 TEST(DcapStandIn, TdxModuleRules) {
   {  // Baseline: the real verdict.
     StandIn p(tdx_sample());
