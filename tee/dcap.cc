@@ -1,8 +1,11 @@
 // Intel DCAP quote verification (tee/dcap.h). The checks follow Intel's
 // Quote Verification Library and dcap-qvl; all cryptography is OpenSSL
-// through tee/crypto.h. Order: parse the quote, then the collateral (chains,
-// signatures, dates), then the quote's own chain and signatures, then the
-// identity and TCB-level matches.
+// through tee/crypto.h. Order (cheap checks first; all run before anything is
+// returned): parse the quote; the collateral signatures over the exact JSON
+// bytes; the QE report binding, the quote signature, the QE report signature;
+// the collateral windows; every chain to the pinned root at "now" with the
+// CRLs; the PCK certificate against the TCB Info; the QE report against the
+// QE Identity; the TDX module identity; the TCB-level match.
 //
 // TCB status rule (as Intel's QvL and dcap-qvl combine them):
 //  1. platform status = the first TCB Info level (in the given order) whose
@@ -29,6 +32,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -568,7 +572,8 @@ DcapCollateral DcapCollateral::from_pcs_responses(std::string_view tcb_info_resp
   c.root_ca_crl = crl_bytes(root_crl);
   c.tcb_info_issuer_chain = std::string(issuer_chain_pem);
   c.qe_identity_issuer_chain = std::string(issuer_chain_pem);
-  c.pck_crl_issuer_chain = std::string(issuer_chain_pem);
+  // The PCK CRL's issuer is the PCK CA of the quote's own chain, which
+  // verifies it; no chain for it is needed (the PCS sends it in a header).
   return c;
 }
 
@@ -718,10 +723,12 @@ Claims verify_dcap_quote_with_root(std::span<const std::uint8_t> quote_bytes,
   verify_to_root(tcb_chain, root_crls, now, "TCB Info signing certificate");
   if (collateral.qe_identity_issuer_chain != collateral.tcb_info_issuer_chain)
     verify_to_root(qe_chain, root_crls, now, "QE Identity signing certificate");
-  std::vector<Certificate> crl_chain =
-      chain_to_root(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain", false, pin,
-                    Roles{{kPckPlatformCaCn, kPckProcessorCaCn}});
-  verify_to_root(crl_chain, root_crls, now, "PCK CRL issuer");
+  if (!collateral.pck_crl_issuer_chain.empty()) {
+    std::vector<Certificate> crl_chain =
+        chain_to_root(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain", false, pin,
+                      Roles{{kPckPlatformCaCn, kPckProcessorCaCn}});
+    verify_to_root(crl_chain, root_crls, now, "PCK CRL issuer");
+  }
   verify_to_root(pck_chain, all_crls, now, "PCK certificate");
 
   // PCK certificate facts against the TCB Info.

@@ -20,9 +20,10 @@ namespace blindfold::tee {
 
 /// Collateral for one quote (Intel PCS data). Field names follow dcap-qvl's collateral JSON.
 struct DcapCollateral {
-  std::string pck_crl_issuer_chain;      // PEM
-  Bytes root_ca_crl;                     // DER
-  Bytes pck_crl;                         // DER
+  std::string
+      pck_crl_issuer_chain;  // PEM; may be empty (the quote's own PCK CA verifies the PCK CRL)
+  Bytes root_ca_crl;         // DER
+  Bytes pck_crl;             // DER
   std::string tcb_info_issuer_chain;     // PEM
   std::string tcb_info;                  // the exact JSON text of the "tcbInfo" object, as signed
   Bytes tcb_info_signature;              // raw r||s, 64 bytes
@@ -36,7 +37,7 @@ struct DcapCollateral {
   /// {"tcbInfo":{...},"signature":"hex"}, `qe_identity_response` =
   /// {"enclaveIdentity":{...},"signature":"hex"} (the signed bytes are the exact text of the inner
   /// object), the PCK and root CRLs (DER or PEM), and the PEM issuer chain of both responses (PCS
-  /// sends it in a header, so these files lack it; it serves as the PCK CRL issuer chain too).
+  /// sends it in a header, so these files lack it). pck_crl_issuer_chain is left empty.
   /// @throws Error(kBadInput) naming the missing or malformed field.
   static DcapCollateral from_pcs_responses(std::string_view tcb_info_response,
                                            std::string_view qe_identity_response,

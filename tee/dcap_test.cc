@@ -738,6 +738,21 @@ TEST(DcapStandIn, RevokedCertificatesAreRejected) {
     p.revoked_by_ca = {5, 6, 7};  // others: accepted
     EXPECT_NO_THROW(p.verify());
   }
+  {  // A PCK CRL in the PCK CA's name signed by another key.
+    StandIn p(sgx_sample());
+    DcapCollateral c = p.collateral();
+    c.pck_crl = make_crl(p.ca.get(), p.root_key.get(), {}, p.crl_last, p.crl_next);
+    expect_rejected([&] { verify_dcap_quote_with_root(p.s.quote, c, p.s.now, p.pin); },
+                    "CRL signature failure");
+    // Without the optional PCK CRL issuer chain, the same verdicts.
+    DcapCollateral no_chain = p.collateral();
+    no_chain.pck_crl_issuer_chain.clear();
+    EXPECT_EQ(verify_dcap_quote_with_root(p.s.quote, no_chain, p.s.now, p.pin).tcb_status,
+              TcbStatus::kConfigurationAndSWHardeningNeeded);
+    c.pck_crl_issuer_chain.clear();
+    expect_rejected([&] { verify_dcap_quote_with_root(p.s.quote, c, p.s.now, p.pin); },
+                    "CRL signature failure");
+  }
   {
     StandIn p(sgx_sample());
     p.crl_next = p.crl_last + 3600;  // stale CRLs
