@@ -40,8 +40,9 @@
 // norm (independent ciphertexts) and through x (x + b) by the derivative
 // bound 2B + |b| (B the interval bound); weight and constant rounding is
 // added as a worst case. output_error = 6 sigma + worst case. Criterion: the
-// plan is refused unless output_error <= 2^-10 (absolute): then every sample
-// whose two largest outputs differ by more than 2^-9 keeps its arg max.
+// plan is refused unless output_error <= output_error_limit (layers.h: 2^-10,
+// times the output bound when below 1): then every sample whose two largest
+// outputs differ by more than twice that keeps its arg max.
 // Magnitudes: interval bounds from |input| <= input_bound (chain_bounds);
 // every value times its scale must stay below a quarter of its modulus.
 #include <algorithm>
@@ -70,7 +71,6 @@ constexpr int kQ0Bits = 50;        // q0 and the special prime: the IFMA52 limit
 constexpr int kSpecialBits = 50;   // >= every chain prime: key switching noise ~ rescale noise
 constexpr int kMaxScaleBits = 48;  // below 2^50 (IFMA52) with room
 constexpr int kMinScaleBits = 20;  // the IFMA52 lincomb's smallest prime
-constexpr double kMaxOutputError = 1.0 / 1024;  // 2^-10
 constexpr double kSigmas = 6;
 constexpr double kMinWeightScale = 1 << 20;  // weight precision floor (bits of Dw)
 
@@ -417,9 +417,13 @@ Budget error_budget(const Chain& chain, std::size_t n, const std::vector<double>
   double err = 0;
   for (std::size_t e = 0; e < sig.size(); ++e) err = std::max(err, kSigmas * sig[e] + wc[e]);
   bud.output_error = err;
-  bud.ok = err <= kMaxOutputError;
+  double out_bound = 0;
+  for (double b : bounds.back()) out_bound = std::max(out_bound, b);
+  const double limit = output_error_limit(out_bound);
+  bud.ok = err <= limit;
   if (!bud.ok) {
-    bud.why = "expected output error " + std::to_string(err) + " exceeds 2^-10";
+    bud.why = "expected output error " + std::to_string(err) + " exceeds " + std::to_string(limit) +
+              " (2^-10, times the output bound when below 1)";
   }
   return bud;
 }
@@ -889,8 +893,10 @@ std::string BatchProgram::describe() const {
       << ", noise sigma " << fmt(s.sigma) << "\n";
   }
   o << "output: " << spec_.output_bound << " bound, error budget " << fmt(spec_.output_error)
-    << " (6 sigma + worst-case rounding; refused above 2^-10: every sample whose two largest "
-       "outputs differ by more than twice this keeps its arg max)\n";
+    << " (6 sigma + worst-case rounding; refused above "
+    << fmt(output_error_limit(spec_.output_bound))
+    << ": every sample whose two largest outputs differ by more than twice this keeps its arg "
+       "max)\n";
   o << "Galois keys: none; relinearization key: " << (spec_.relin_keys ? "yes" : "no") << "\n";
   return o.str();
 }

@@ -177,22 +177,30 @@ TEST(HeLatency, FmnistMatchesPlaintext) {
   const std::int64_t count = static_cast<std::int64_t>(images.size() / 784);
 
   int agree = 0;
-  double worst = 0;
+  double worst = 0, worst_chain = 0;
   for (std::int64_t i = 0; i < count; ++i) {
     const float* img = images.data() + i * 784;
     const Tensor in = Tensor::from_floats({1, 1, 28, 28}, std::vector<float>(img, img + 784));
     const auto ref_t = exec.run({in})[0];
     std::vector<double> ref(ref_t.f32().begin(), ref_t.f32().end());
+    const auto exact = evaluate_chain(f.chain, std::span<const float>(img, 784));
     const auto got = client.query(*program, img);
     ASSERT_EQ(got.size(), ref.size());
     for (std::size_t k = 0; k < ref.size(); ++k) {
       worst = std::max(worst, std::fabs(got[k] - ref[k]));
+      worst_chain = std::max(worst_chain, std::fabs(got[k] - exact[k]));
     }
     agree += argmax(got) == argmax(ref);
   }
-  std::printf("fmnist-he latency: %d / %lld labels agree, max |he - plain| = %.3g (budget %.3g)\n",
-              agree, static_cast<long long>(count), worst, program->spec().output_error);
-  // float32 plaintext engine vs double: allow 1e-4 for its own rounding.
+  std::printf(
+      "fmnist-he latency: %d / %lld labels agree, max |he - plain| = %.3g, max |he - chain in "
+      "double| = %.3g "
+      "(budget %.3g)\n",
+      agree, static_cast<long long>(count), worst, worst_chain, program->spec().output_error);
+  // The encrypted program against its own double-precision reference: within
+  // the error budget. Against the float32 plaintext engine: 1e-4 more for the
+  // engine's own rounding.
+  EXPECT_LE(worst_chain, program->spec().output_error);
   EXPECT_LE(worst, program->spec().output_error + 1e-4);
   EXPECT_EQ(agree, count);
 }
@@ -408,7 +416,7 @@ TEST(HeLatency, ConvWiderThanItsPatches) {
   for (int i = 0; i < 3 * 128; ++i) dense.weight.push_back(u(rng) * 0.1);
   c.layers = {conv, poly, dense};
   c.output_shape = {3};
-  expect_matches_chain(c, rng, 1e-5, /*within_budget=*/false);
+  expect_matches_chain(c, rng, 1e-3, /*within_budget=*/true);
 }
 
 // The error budget: a layer whose outputs are as small as the noise is
@@ -421,7 +429,7 @@ TEST(HeLatency, RefusesAnOutputLostInNoise) {
   d.node = "tiny";
   d.in_shape = {8};
   d.out_shape = {2};
-  d.weight.assign(16, 1e-9);
+  d.weight.assign(16, 1e-15);
   c.layers = {d};
   c.output_shape = {2};
   const Support s = latency_support(c);

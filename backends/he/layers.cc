@@ -791,6 +791,10 @@ he::CkksParameters choose_parameters(int depth, int scale_bits, int q0_bits, int
                   " (N = 32768, HE Standard)");
 }
 
+double output_error_limit(double output_bound) {
+  return std::ldexp(std::min(1.0, std::max(output_bound, 0.0)), -10);
+}
+
 std::vector<double> evaluate_chain(const Chain& chain, std::span<const float> sample) {
   if (static_cast<std::int64_t>(sample.size()) != numel(chain.input_shape)) {
     throw_error(ErrorCategory::kBadInput, "evaluate_chain: " + std::to_string(sample.size()) +

@@ -26,8 +26,8 @@ enum class LayerKind {
 /// layers: the next layer's in_shape says what it reads.
 struct Layer {
   LayerKind kind = LayerKind::kDense;
-  std::string node;           // the ONNX node it comes from (errors, describe)
-  Shape in_shape, out_shape;  // per sample
+  std::string node;                  // the ONNX node it comes from (errors, describe)
+  Shape in_shape, out_shape;         // per sample
   std::vector<double> weight, bias;  // kConv, kDense (bias may be empty: zero)
   // kConv, kAvgPool geometry (NCHW).
   std::int64_t kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, dw = 1;
@@ -81,6 +81,14 @@ std::vector<double> chain_bounds(const Chain& chain, double input_bound);
 /// bits needed and the largest allowed.
 he::CkksParameters choose_parameters(int depth, int scale_bits, int q0_bits, int special_bits);
 
+/// The error budget both modes enforce: a plan is refused unless its
+/// expected output error (6 sigma of the tracked noise + worst-case
+/// rounding) is at most 2^-10, and at most 2^-10 of the output bound when
+/// that bound is below 1 (outputs that small need proportionally less
+/// noise). Then every sample whose two largest outputs differ by more than
+/// twice the limit keeps its arg max.
+double output_error_limit(double output_bound);
+
 /// The plaintext reference of a chain on one sample (numel(input_shape)
 /// values, row-major), in double precision: the values the encrypted program
 /// approximates, before the finish. Throws Error(kBadInput) on a wrong size.
@@ -89,6 +97,7 @@ std::vector<double> evaluate_chain(const Chain& chain, std::span<const float> sa
 /// Applies a finish in place to `values` (one sample of shape `shape`):
 /// sigmoid per element, or softmax along `softmax_axis` of `shape` (negative:
 /// from the end). The client's last step.
-void apply_finish(Finish finish, std::int64_t softmax_axis, const Shape& shape, std::span<double> values);
+void apply_finish(Finish finish, std::int64_t softmax_axis, const Shape& shape,
+                  std::span<double> values);
 
 }  // namespace blindfold::backends::heplan
