@@ -13,9 +13,6 @@
 
 namespace blindfold::tee {
 
-const std::string_view kAmdMilanArkSha256Hex =
-    "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd";
-
 namespace {
 
 [[noreturn]] void reject(const std::string& why) {

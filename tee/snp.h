@@ -58,7 +58,8 @@ bool looks_like_snp_report(std::span<const std::uint8_t> evidence) noexcept;
 
 /// The SHA-256 of the DER of AMD's Milan ARK (ARK-Milan, valid 2020-10-22 to
 /// 2045-10-22), the only AMD root this build trusts.
-extern const std::string_view kAmdMilanArkSha256Hex;
+inline constexpr std::string_view kAmdMilanArkSha256Hex =
+    "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd";
 
 /// Verifies an SEV-SNP attestation report with its VCEK and the ASK/ARK
 /// chain (any order) at time `now`; returns the claims (platform kSevSnp).
