@@ -3,6 +3,11 @@
 // a Policy approved, and that the channel key it agrees on is the one the
 // evidence binds. Then requests and responses travel as AEAD records.
 //
+// Additions to the agreed interface (nothing agreed was changed): the
+// SealedChannel constructor (public, for tests and fuzzing), records_sent /
+// records_received, the handshake message parsers at the end, the k*
+// constants.
+//
 // Design. One-sided remote attestation bound to an ephemeral Diffie-Hellman
 // key, as in RA-TLS (Knauth et al., "Integrating Remote Attestation with
 // Transport Layer Security", 2018: the evidence's report data carries a hash

@@ -8,6 +8,12 @@
 // Policy sets trust_simulated_platform (the CLI's --trust-simulated-platform),
 // and every name says "simulated".
 //
+// Additions to the agreed interface (nothing agreed was changed):
+// SimulatedPlatform::generate (in memory, for tests), load_certificate (the
+// client's side: the .pem only), the kSimulated* constants. Creating the files
+// is not atomic across processes: create them once (the client or the
+// launcher) before enclaves start.
+//
 // Evidence format (all integers little-endian, as in DCAP quotes). Offsets in
 // bytes; total = 48 + 168 + 4 + 64 + 4 + cert_len.
 //   Header (48 bytes, the DCAP quote v4 header layout):
