@@ -194,6 +194,10 @@ struct RowPlacement {
   std::int64_t B = 0;  // block size (power of two >= positions)
   std::int64_t positions = 0;
   std::int64_t channels = 0;
+  // Non-empty: row m at slot pos[m], one window (a convolution or pooling
+  // on a channel-block grid: outputs stay where their windows start, see
+  // grid_placement).
+  std::vector<std::int64_t> pos;
 };
 
 // A linear layer, planned: out = sum_g rot(sum_b P[g][b] * rot(x, baby[b]), giant[g]),
@@ -260,7 +264,14 @@ LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, st
                        const std::vector<double>& bias, int level) {
   const std::int64_t P = in.period;
   std::vector<std::int64_t> hs;
-  if (place.block) {
+  if (!place.pos.empty()) {
+    const std::int64_t h = pow2_at_least(*std::max_element(place.pos.begin(), place.pos.end()) + 1);
+    if (h > slots) {
+      throw Refusal(layer.node, "outputs up to slot " + std::to_string(h - 1) + " do not fit " +
+                                    std::to_string(slots) + " slots");
+    }
+    hs.push_back(h);
+  } else if (place.block) {
     const std::int64_t h = pow2_at_least(place.channels * place.B);
     if (h > slots) {
       throw Refusal(layer.node, std::to_string(place.channels) + " channels of " +
@@ -282,10 +293,12 @@ LinearPlan plan_linear(const Layer& layer, const std::vector<Entry>& entries, st
   LinearPlan best;
   best.cost = 1e300;
   for (const std::int64_t h : hs) {
-    const std::int64_t windows = place.block ? 1 : (rows + h - 1) / h;
+    const bool one_window = place.block || !place.pos.empty();
+    const std::int64_t windows = one_window ? 1 : (rows + h - 1) / h;
     std::vector<std::int64_t> o(static_cast<std::size_t>(rows));
     for (std::int64_t m = 0; m < rows; ++m) {
-      o[static_cast<std::size_t>(m)] = place.block
+      o[static_cast<std::size_t>(m)] = !place.pos.empty() ? place.pos[static_cast<std::size_t>(m)]
+                                       : place.block
                                            ? (m / place.positions) * place.B + m % place.positions
                                            : (m % h) + (m / h) * P;
     }
@@ -462,15 +475,113 @@ Matrix dense_matrix(const Layer& L) {
   return m;
 }
 
-Matrix avgpool_matrix(const Layer& L) {
+// A layout is a channel-block grid when element (c, y, x) of a [C, H, W]
+// value sits at base + c * B + y * RS + x * CS for every element (the
+// first convolution's output is one with RS = W, CS = 1; a grid layer keeps
+// its outputs on the grid of its input, see grid_placement).
+struct Grid {
+  bool ok = false;
+  std::int64_t base = 0, B = 0, RS = 0, CS = 0;
+};
+
+Grid grid_of(const Layout& in, const Shape& shape) {
+  Grid g;
+  if (shape.size() != 3) return g;
+  const std::int64_t C = shape[0], H = shape[1], W = shape[2];
+  if (static_cast<std::int64_t>(in.pos.size()) != C * H * W || C * H * W == 0) return g;
+  auto at = [&](std::int64_t c, std::int64_t y, std::int64_t x) {
+    return in.pos[static_cast<std::size_t>((c * H + y) * W + x)];
+  };
+  g.base = at(0, 0, 0);
+  g.CS = W > 1 ? at(0, 0, 1) - g.base : 1;
+  g.RS = H > 1 ? at(0, 1, 0) - g.base : W * g.CS;
+  g.B = C > 1 ? at(1, 0, 0) - g.base : pow2_at_least((H - 1) * g.RS + (W - 1) * g.CS + 1);
+  if (g.CS <= 0 || g.RS < W * g.CS || g.B < (H - 1) * g.RS + (W - 1) * g.CS + 1) return g;
+  for (std::int64_t c = 0; c < C; ++c)
+    for (std::int64_t y = 0; y < H; ++y)
+      for (std::int64_t x = 0; x < W; ++x)
+        if (at(c, y, x) != g.base + c * g.B + y * g.RS + x * g.CS) return g;
+  g.ok = true;
+  return g;
+}
+
+// Outputs of a window layer (conv, pooling) on a grid input stay on that
+// grid: output (c, y, x) at base + c * B + y * sh * RS + x * sw * CS, where
+// its window starts (Lee et al., "Low-complexity deep convolutional neural
+// networks on FHE using multiplexed parallel convolutions", ICML 2022, keep
+// strided outputs in place rather than compacting them). Every tap
+// (ci, ki, kj) is then one fixed offset between input and output slots:
+// the diagonal method needs one diagonal per (ci - co, ki, kj), not one per
+// output position, and taps that fall into the padding are zeros of their
+// diagonal at those outputs.
+std::vector<std::int64_t> grid_placement(const Layer& L, const Grid& g) {
+  const std::int64_t OC = L.out_shape[0], OH = L.out_shape[1], OW = L.out_shape[2];
+  std::vector<std::int64_t> pos(static_cast<std::size_t>(OC * OH * OW));
+  for (std::int64_t c = 0; c < OC; ++c)
+    for (std::int64_t y = 0; y < OH; ++y)
+      for (std::int64_t x = 0; x < OW; ++x)
+        pos[static_cast<std::size_t>((c * OH + y) * OW + x)] =
+            g.base + c * g.B + y * L.sh * g.RS + x * L.sw * g.CS;
+  return pos;
+}
+
+// A convolution after the first layer, on a grid input (element indices as
+// columns).
+Matrix conv_grid_matrix(const Layer& L, const Layout& in) {
+  const Grid g = grid_of(in, L.in_shape);
+  if (!g.ok) {
+    throw Refusal(L.node,
+                  "its input is not laid out as a channel-block grid (a convolution after "
+                  "a dense layer); use batch mode");
+  }
+  const std::int64_t IC = L.in_shape[0], H = L.in_shape[1], W = L.in_shape[2];
+  const std::int64_t OC = L.out_shape[0], OH = L.out_shape[1], OW = L.out_shape[2];
+  Matrix m;
+  m.rows = OC * OH * OW;
+  m.place.pos = grid_placement(L, g);
+  for (std::int64_t co = 0; co < OC; ++co) {
+    for (std::int64_t ci = 0; ci < IC; ++ci) {
+      for (std::int64_t ki = 0; ki < L.kh; ++ki) {
+        for (std::int64_t kj = 0; kj < L.kw; ++kj) {
+          const double w =
+              L.weight[static_cast<std::size_t>(((co * IC + ci) * L.kh + ki) * L.kw + kj)];
+          if (w == 0) continue;
+          for (std::int64_t y = 0; y < OH; ++y) {
+            const std::int64_t iy = y * L.sh - L.pt + ki * L.dh;
+            if (iy < 0 || iy >= H) continue;
+            for (std::int64_t x = 0; x < OW; ++x) {
+              const std::int64_t ix = x * L.sw - L.pl + kj * L.dw;
+              if (ix < 0 || ix >= W) continue;
+              m.entries.push_back({static_cast<std::int32_t>((co * OH + y) * OW + x),
+                                   static_cast<std::int32_t>((ci * H + iy) * W + ix), w});
+            }
+          }
+        }
+      }
+    }
+  }
+  m.bias.assign(static_cast<std::size_t>(m.rows), 0.0);
+  if (!L.bias.empty()) {
+    for (std::int64_t r = 0; r < m.rows; ++r)
+      m.bias[static_cast<std::size_t>(r)] = L.bias[static_cast<std::size_t>(r / (OH * OW))];
+  }
+  finish_matrix(m);
+  return m;
+}
+
+Matrix avgpool_matrix(const Layer& L, const Layout& in) {
   const std::int64_t C = L.in_shape[0], H = L.in_shape[1], W = L.in_shape[2];
   const std::int64_t OH = L.out_shape[1], OW = L.out_shape[2];
   Matrix m;
   m.rows = C * OH * OW;
-  m.place.block = true;
-  m.place.B = pow2_at_least(OH * OW);
-  m.place.positions = OH * OW;
-  m.place.channels = C;
+  if (const Grid g = grid_of(in, L.in_shape); g.ok) {
+    m.place.pos = grid_placement(L, g);
+  } else {
+    m.place.block = true;
+    m.place.B = pow2_at_least(OH * OW);
+    m.place.positions = OH * OW;
+    m.place.channels = C;
+  }
   for (std::int64_t c = 0; c < C; ++c) {
     for (std::int64_t y = 0; y < OH; ++y) {
       for (std::int64_t x = 0; x < OW; ++x) {
@@ -542,11 +653,6 @@ struct Plan {
 void check_layers(const Chain& chain) {
   if (chain.layers.empty()) throw Refusal("(model)", "the chain has no layers");
   for (const Layer& L : chain.layers) {
-    if (L.kind == LayerKind::kConv && &L != &chain.layers.front()) {
-      throw Refusal(L.node,
-                    "a convolution after the first layer is not packed in latency mode (only the "
-                    "first convolution gets the client's im2col layout); use batch mode");
-    }
     if ((L.kind == LayerKind::kConv || L.kind == LayerKind::kAvgPool) &&
         (L.in_shape.size() != 3 || L.out_shape.size() != 3)) {
       throw Refusal(L.node, std::string(kind_name(L.kind)) + " expects [C, H, W] per sample");
@@ -752,13 +858,13 @@ Plan make_plan_at(const Chain& chain, const ProgramOptions& options, std::size_t
     } else {
       Matrix m;
       if (L.kind == LayerKind::kConv) {
-        m = conv_im2col_matrix(L);
+        m = li == 0 ? conv_im2col_matrix(L) : conv_grid_matrix(L, cur);
       } else if (L.kind == LayerKind::kDense) {
         m = dense_matrix(L);
       } else {
-        m = avgpool_matrix(L);
+        m = avgpool_matrix(L, cur);
       }
-      if (L.kind != LayerKind::kConv &&
+      if ((L.kind != LayerKind::kConv || li > 0) &&
           static_cast<std::int64_t>(cur.pos.size()) != numel(L.in_shape)) {
         throw Refusal(L.node, "input size " + std::to_string(numel(L.in_shape)) +
                                   " does not match the previous layer's output " +

@@ -287,34 +287,6 @@ TEST(HeLatency, RefusesWhatItCannotPack) {
     EXPECT_EQ(e.category(), ErrorCategory::kUnsupported);
     EXPECT_NE(std::string(e.what()).find("Relu"), std::string::npos) << e.what();
   }
-  // A convolution after the first layer: refused, naming it.
-  Chain c;
-  c.input_shape = {4};
-  Layer d;
-  d.kind = LayerKind::kDense;
-  d.node = "dense0";
-  d.in_shape = {4};
-  d.out_shape = {16};
-  d.weight.assign(64, 0.1);
-  Layer conv;
-  conv.kind = LayerKind::kConv;
-  conv.node = "late_conv";
-  conv.in_shape = {1, 4, 4};
-  conv.out_shape = {1, 2, 2};
-  conv.kh = conv.kw = 3;
-  conv.weight.assign(9, 0.1);
-  c.layers = {d, conv};
-  c.output_shape = {1, 2, 2};
-  const Support sup = latency_support(c);
-  EXPECT_FALSE(sup.ok);
-  EXPECT_EQ(sup.node, "late_conv");
-  try {
-    (void)build_latency(c, ProgramOptions{});
-    ADD_FAILURE() << "late conv built";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.category(), ErrorCategory::kUnsupported);
-    EXPECT_NE(std::string(e.what()).find("late_conv"), std::string::npos) << e.what();
-  }
 }
 
 // Builds c's latency program (|input| <= 1; printed) and checks 3 random
@@ -385,6 +357,81 @@ TEST(HeLatency, ConvPolyAvgPoolDense) {
   c.layers = {conv, poly, pool, dense};
   c.output_shape = {5};
   expect_matches_chain(c, rng, 1e-5, /*within_budget=*/true);
+}
+
+// Convolutions after the first layer (multiplexed grid packing): a
+// LeNet-like chain with a strided, padded second convolution, pooling and a
+// dense layer; and a convolution after a dense layer (whose output is a
+// grid too). Both against evaluate_chain and within the budget.
+TEST(HeLatency, LaterConvolutionsOnTheGrid) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> u(-0.5, 0.5);
+  Chain c;
+  c.input_shape = {1, 8, 8};
+  Layer conv1;
+  conv1.kind = LayerKind::kConv;
+  conv1.node = "conv1";
+  conv1.in_shape = {1, 8, 8};
+  conv1.out_shape = {4, 8, 8};
+  conv1.kh = conv1.kw = 3;
+  conv1.pt = conv1.pl = conv1.pb = conv1.pr = 1;
+  for (int i = 0; i < 4 * 9; ++i) conv1.weight.push_back(u(rng));
+  conv1.bias = {0.1, -0.1, 0.2, 0};
+  Layer act1;
+  act1.kind = LayerKind::kPoly;
+  act1.node = "act1";
+  act1.in_shape = act1.out_shape = {4, 8, 8};
+  act1.b = {0.5, -0.5, 0.25, 0};
+  Layer conv2;
+  conv2.kind = LayerKind::kConv;
+  conv2.node = "conv2";
+  conv2.in_shape = {4, 8, 8};
+  conv2.out_shape = {6, 4, 4};
+  conv2.kh = conv2.kw = 3;
+  conv2.sh = conv2.sw = 2;
+  conv2.pt = conv2.pl = conv2.pb = conv2.pr = 1;
+  for (int i = 0; i < 6 * 4 * 9; ++i) conv2.weight.push_back(u(rng) * 0.5);
+  for (int i = 0; i < 6; ++i) conv2.bias.push_back(u(rng));
+  Layer act2;
+  act2.kind = LayerKind::kPoly;
+  act2.node = "act2";
+  act2.in_shape = act2.out_shape = {6, 4, 4};
+  act2.b = {0.1};
+  Layer pool;
+  pool.kind = LayerKind::kAvgPool;
+  pool.node = "pool";
+  pool.in_shape = {6, 4, 4};
+  pool.out_shape = {6, 2, 2};
+  pool.kh = pool.kw = pool.sh = pool.sw = 2;
+  Layer dense;
+  dense.kind = LayerKind::kDense;
+  dense.node = "dense";
+  dense.in_shape = {24};
+  dense.out_shape = {5};
+  for (int i = 0; i < 5 * 24; ++i) dense.weight.push_back(u(rng));
+  dense.bias = {0, 1, 2, 3, 4};
+  c.layers = {conv1, act1, conv2, act2, pool, dense};
+  c.output_shape = {5};
+  expect_matches_chain(c, rng, 1e-4, /*within_budget=*/true);
+
+  Chain d;
+  d.input_shape = {4};
+  Layer d0;
+  d0.kind = LayerKind::kDense;
+  d0.node = "dense0";
+  d0.in_shape = {4};
+  d0.out_shape = {16};
+  for (int i = 0; i < 64; ++i) d0.weight.push_back(u(rng));
+  Layer late;
+  late.kind = LayerKind::kConv;
+  late.node = "late_conv";
+  late.in_shape = {1, 4, 4};
+  late.out_shape = {2, 2, 2};
+  late.kh = late.kw = 3;
+  for (int i = 0; i < 18; ++i) late.weight.push_back(u(rng));
+  d.layers = {d0, late};
+  d.output_shape = {2, 2, 2};
+  expect_matches_chain(d, rng, 1e-4, /*within_budget=*/true);
 }
 
 // More output channels than kernel offsets: the convolution's rows (8 x 16
