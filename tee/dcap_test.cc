@@ -9,10 +9,13 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <array>
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
 
 #include "core/error.h"
 #include "tee/crypto.h"
@@ -648,7 +651,6 @@ struct StandIn {
         std::string(q.pck_chain_pem.begin(), q.pck_chain_pem.end()), "real PCK chain");
     pck = make_cert(X509_get0_pubkey(real[0].native()), "Intel SGX PCK Certificate", ca.get(),
                     ca_key.get(), 4, false, real[0].native());
-    Bytes fp = Certificate::from_der(Certificate(real[0]).der(), "x").fingerprint_sha256();
     unsigned char* der = nullptr;
     int n = i2d_X509(root.get(), &der);
     Bytes root_fp = sha256(std::span(der, static_cast<std::size_t>(n)));
