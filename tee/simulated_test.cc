@@ -241,6 +241,16 @@ TEST(TeeSimulated, PolicyRefusesSimulatedClaimsUnlessTrustedAndChecksMeasurement
   trusting.measurements["MODEL"] = {measure("m")};
   a = appraise(trusting, c, rd);
   EXPECT_TRUE(a.accepted()) << (a.failures.empty() ? "" : a.failures[0]);
+  // A debug enclave is refused unless the policy allows debug.
+  const Claims dbg = verify_simulated_evidence(
+      p.make_evidence(measure("c"), measure("m"), rd, true), p.certificate(), kNow);
+  a = appraise(trusting, dbg, rd);
+  ASSERT_FALSE(a.accepted());
+  EXPECT_TRUE(contains(a.failures[0], "debug")) << a.failures[0];
+  // report_data other than the expected one is refused.
+  auto other_rd = rd;
+  other_rd[0] ^= 1;
+  EXPECT_FALSE(appraise(trusting, c, other_rd).accepted());
   trusting.measurements["MODEL"] = {measure("another model")};
   a = appraise(trusting, c, rd);
   ASSERT_FALSE(a.accepted());
@@ -255,6 +265,8 @@ TEST(TeeSimulated, MeasureFileIsSha384OfTheBytes) {
             "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed80"
             "86072ba1e7cc2358baeca134c825a7");
   EXPECT_EQ(error_of([&] { measure_file(dir.path / "missing"); }).category(), ErrorCategory::kIo);
+  EXPECT_EQ(error_of([&] { measure_file(dir.path); }).category(),
+            ErrorCategory::kIo);  // a directory
 }
 
 }  // namespace
