@@ -80,7 +80,21 @@ std::pair<net::Socket, net::Socket> local_socket_pair() {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     throw_error(ErrorCategory::kIo, "socketpair: " + errno_text(errno));
   }
-  return {net::Socket(fds[0]), net::Socket(fds[1])};
+  net::Socket a(fds[0]), b(fds[1]);
+  // Room for a whole batch in the socket: a sender then hands a request over
+  // in one call, without waiting for the reader (or waking its channel's
+  // sending thread). SO_SNDBUFFORCE goes past net.core.wmem_max where
+  // permitted; otherwise the kernel's cap applies (a performance matter only).
+  const int bytes = static_cast<int>(kLocalSocketBufferBytes);
+  for (const int fd : {a.fd(), b.fd()}) {
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0) {
+      (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+    }
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) {
+      (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    }
+  }
+  return {std::move(a), std::move(b)};
 }
 
 }  // namespace blindfold::backends

@@ -5,6 +5,7 @@
 // and enclave is a tee::SealedChannel.
 #pragma once
 
+#include <cstddef>
 #include <utility>
 
 #include "net/tcp.h"
@@ -22,7 +23,11 @@ class LocalStreamChannel final : public net::StreamChannel {
   IoResult stream_read(std::span<std::uint8_t> out) override;
 };
 
-/// A connected AF_UNIX stream socket pair, both ends close-on-exec.
+/// Socket buffer size asked for on each end of a local_socket_pair().
+inline constexpr std::size_t kLocalSocketBufferBytes = std::size_t{4} << 20;
+
+/// A connected AF_UNIX stream socket pair, both ends close-on-exec, with
+/// kLocalSocketBufferBytes buffers where the kernel allows.
 /// @throws Error(kIo).
 std::pair<net::Socket, net::Socket> local_socket_pair();
 
