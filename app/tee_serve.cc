@@ -185,8 +185,10 @@ int run_tee_infer(const TeeInferOptions& o) {
   }
   tee::Policy policy;
   if (!o.policy.empty()) policy = tee::Policy::from_json(read_file_bytes(o.policy, 1 << 20));
-  // This client verifies simulated evidence only, and trusts it only here.
-  policy.platforms = {tee::Platform::kSimulated};
+  // This client verifies simulated evidence only, and trusts it only with
+  // the flag. A policy file that names its platforms keeps them: one that
+  // leaves out the simulated platform refuses this server.
+  if (policy.platforms.empty()) policy.platforms = {tee::Platform::kSimulated};
   policy.trust_simulated_platform = true;
   if (!o.expect_code.empty())
     policy.measurements["CODE"] = {measurement_flag(o.expect_code, "--expect-code")};

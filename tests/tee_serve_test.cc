@@ -133,7 +133,7 @@ TEST_F(TeeServe, LabelsEqualPlainAndTheClientPrintsVerdictClaimsAndTrust) {
 }
 
 TEST_F(TeeServe, WithoutTrustTheClientRefusesAndAWrongModelIsRefusedAfterAttestation) {
-  const int port = serve(2);
+  const int port = serve(3);
   ASSERT_GT(port, 0);
   // No --trust-simulated-platform: refused before connecting (the server
   // still waits for its two sessions).
@@ -151,6 +151,14 @@ TEST_F(TeeServe, WithoutTrustTheClientRefusesAndAWrongModelIsRefusedAfterAttesta
   EXPECT_NE(procs_->err("wrong").find("MODEL"), std::string::npos) << procs_->err("wrong");
   EXPECT_FALSE(fs::exists(dir_ / "wrong.npy"));
   std::smatch m;
+
+  // A policy file for hardware platforms only refuses the simulated one,
+  // flag or not.
+  const std::string policy = (dir_ / "sgx-only.json").string();
+  blindfold::write_file_bytes(policy, R"({"platforms": ["Intel SGX"]})");
+  EXPECT_EQ(infer("hw", port, {"--trust-simulated-platform", "--policy", policy}),
+            exit_code(ErrorCategory::kBadMessage));
+  EXPECT_NE(procs_->out("hw").find("verdict: REFUSED"), std::string::npos) << procs_->out("hw");
 
   // The server serves the next session.
   ASSERT_EQ(infer("ok", port, {"--trust-simulated-platform"}), 0) << procs_->err("ok");

@@ -40,6 +40,16 @@ std::string platform_dir() {
   return d;
 }
 
+// Removes the suite's platform directory (a key file) at the end.
+class PlatformDirCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(platform_dir(), ec);
+  }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new PlatformDirCleanup);
+
 std::string model_file(const std::string& name) {
   return root() + "/models/" + name;
 }
