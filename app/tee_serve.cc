@@ -130,6 +130,17 @@ int run_tee_serve(const TeeServeOptions& o) {
   std::mutex mu;
   std::condition_variable cv;
   std::int64_t active = 0;
+  // The session threads use this frame: leave it only once they ended,
+  // whether the loop finished or the listener failed.
+  struct WaitForSessions {
+    std::mutex& mu;
+    std::condition_variable& cv;
+    std::int64_t& active;
+    ~WaitForSessions() {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return active == 0; });
+    }
+  } wait_for_sessions{mu, cv, active};
   for (std::int64_t s = 1; o.sessions == 0 || s <= o.sessions; ++s) {
     std::string remote;
     net::Socket sock = listener.accept(Clock::now() + std::chrono::hours(24 * 365), &remote);
@@ -137,7 +148,7 @@ int run_tee_serve(const TeeServeOptions& o) {
       std::lock_guard<std::mutex> lock(mu);
       ++active;
     }
-    std::thread([&, s, remote, sock = std::move(sock)]() mutable {
+    auto session = [&, s, remote, sock = std::move(sock)]() mutable {
       const auto t0 = Clock::now();
       try {
         auto [host_end, enclave_end] = backends::local_socket_pair();
@@ -163,10 +174,15 @@ int run_tee_serve(const TeeServeOptions& o) {
       std::lock_guard<std::mutex> lock(mu);
       --active;
       cv.notify_all();
-    }).detach();
+    };
+    try {
+      std::thread(std::move(session)).detach();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu);
+      --active;
+      throw;
+    }
   }
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return active == 0; });
   return 0;
 }
 
