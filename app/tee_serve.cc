@@ -239,6 +239,12 @@ int run_tee_infer(const TeeInferOptions& o) {
       "verdict: ACCEPTED (attestation verified, policy satisfied; simulated platform "
       "trusted by --trust-simulated-platform)\n");
   for (const auto& w : session.appraisal.warnings) std::printf("warning: %s\n", w.c_str());
+  for (const char* m : {"CODE", "MODEL"}) {
+    if (policy.measurements.count(m) == 0 && !policy.measurements.empty()) {
+      std::printf("warning: no expected %s measurement: any %s is accepted\n", m,
+                  std::string_view(m) == "CODE" ? "enclave binary" : "model");
+    }
+  }
   print_claims(session.claims);
   print_trust_model(backends::tee_trust_model());
   std::printf("handshake: %.1f ms, %lld bytes\n", session.handshake_ms,
