@@ -147,6 +147,12 @@ constexpr KnownArk kKnownArks[] = {{kAmdMilanArkSha256Hex, "Milan"}};
 
 }  // namespace
 
+TcbStatus snp_tcb_status(std::span<const std::uint8_t, 8> reported,
+                         std::span<const std::uint8_t, 8> committed) noexcept {
+  return tcb_at(reported, 0).any_below(tcb_at(committed, 0)) ? TcbStatus::kOutOfDate
+                                                             : TcbStatus::kUpToDate;
+}
+
 bool looks_like_snp_report(std::span<const std::uint8_t> evidence) noexcept {
   if (evidence.size() != kSnpReportBytes) return false;
   std::uint32_t version = u32(evidence, kVersion);
@@ -243,7 +249,7 @@ Claims verify_snp_report(std::span<const std::uint8_t> r, const Certificate& vce
   c.platform = Platform::kSevSnp;
   c.version = version;
   const Tcb committed = tcb_at(r, kCommittedTcb);
-  c.tcb_status = reported.any_below(committed) ? TcbStatus::kOutOfDate : TcbStatus::kUpToDate;
+  c.tcb_status = snp_tcb_status(r.subspan<kReportedTcb, 8>(), r.subspan<kCommittedTcb, 8>());
   c.measurements.emplace_back("MEASUREMENT",
                               Bytes(r.begin() + kMeasurement, r.begin() + kMeasurement + 48));
   c.measurements.emplace_back("HOST_DATA",

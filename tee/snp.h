@@ -61,6 +61,13 @@ bool looks_like_snp_report(std::span<const std::uint8_t> evidence) noexcept;
 inline constexpr std::string_view kAmdMilanArkSha256Hex =
     "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd";
 
+/// The TcbStatus of a verified report from its REPORTED_TCB and
+/// COMMITTED_TCB (TCB_VERSION, 8 bytes each): kOutOfDate when a reported
+/// component (boot loader, TEE, SNP, microcode) is below the committed one,
+/// kUpToDate otherwise.
+TcbStatus snp_tcb_status(std::span<const std::uint8_t, 8> reported,
+                         std::span<const std::uint8_t, 8> committed) noexcept;
+
 /// Verifies an SEV-SNP attestation report with its VCEK and the ASK/ARK
 /// chain (any order) at time `now`; returns the claims (platform kSevSnp).
 /// Details: "guest_svn", "policy" (hex), "vmpl", "product", "family_id",

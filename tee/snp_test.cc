@@ -140,6 +140,23 @@ TEST(Snp, TruncatedAndExtendedReportsAreRejected) {
   EXPECT_THROW(verify_snp_report(longer, s.vcek, s.chain, s.now), Error);
 }
 
+TEST(Snp, TcbStatusIsReportedAgainstCommitted) {
+  const std::array<std::uint8_t, 8> committed{2, 0, 0, 0, 0, 0, 5, 68};
+  EXPECT_EQ(snp_tcb_status(committed, committed), TcbStatus::kUpToDate);
+  for (std::size_t i : {0, 1, 6, 7}) {
+    std::array<std::uint8_t, 8> older = committed, newer = committed;
+    if (older[i] == 0) {
+      newer[i] = 1;
+      EXPECT_EQ(snp_tcb_status(committed, newer), TcbStatus::kOutOfDate) << i;
+    } else {
+      older[i] -= 1;
+      EXPECT_EQ(snp_tcb_status(older, committed), TcbStatus::kOutOfDate) << i;
+    }
+    newer[i] += 1;
+    EXPECT_EQ(snp_tcb_status(newer, committed), TcbStatus::kUpToDate) << i;
+  }
+}
+
 TEST(Snp, CertificatesAndTime) {
   Sample s;
   // Outside the VCEK's validity (2022-09-24 .. 2029-09-24).
