@@ -111,6 +111,7 @@ int run_attest_verify(const AttestVerifyOptions& o) {
       throw Error(e.category(), o.policy + ": " + e.what());
     }
   }
+  if (o.trust_simulated_platform) policy.trust_simulated_platform = true;
   tee::VerifyInput in;
   in.evidence = read_bytes(o.evidence);
   for (const auto& p : o.collateral) in.collateral.push_back(read_bytes(p));
@@ -169,6 +170,9 @@ class AttestCommandsImpl : public AttestCommands {
     verify_->add_option("--report-data", opts_.report_data,
                         "the report_data the evidence must carry (128 hex digits)");
     verify_->add_flag("--json", opts_.json, "print one JSON object");
+    verify_->add_flag("--trust-simulated-platform", opts_.trust_simulated_platform,
+                      "accept evidence of the SIMULATED platform (its certificate as the "
+                      "collateral): no hardware protects what it attests");
   }
   bool selected() const override { return verify_->parsed(); }
   int run() override { return run_attest_verify(opts_); }

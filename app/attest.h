@@ -34,6 +34,9 @@ struct AttestVerifyOptions {
   std::string policy;                   // path; empty: Policy{}
   std::string report_data;              // 128 hex digits; empty: not checked
   bool json = false;
+  /// Accept the SIMULATED platform's evidence (tee/simulated.h): no hardware
+  /// protects what it attests. Sets Policy::trust_simulated_platform.
+  bool trust_simulated_platform = false;
 };
 
 /// Runs `attest verify`; returns the exit status (0, or kPolicyRejectedExit).

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "tee/crypto.h"
 #include "tee/dcap.h"
+#include "tee/simulated.h"
 #include "tee/snp.h"
 
 namespace blindfold::tee {
@@ -129,9 +130,28 @@ Claims verify_snp(const VerifyInput& in, Collateral& c) {
   return verify_snp_report(in.evidence, *c.der_certificate, chain, in.now);
 }
 
+// The simulated platform: its certificate (simulated-platform.pem, the only
+// collateral) is the trust anchor the operator chose to trust; no hardware
+// vouches for anything (the Policy refuses the claims unless it trusts the
+// simulated platform explicitly).
+Claims verify_simulated(const VerifyInput& in, Collateral& c) {
+  if (c.dcap_qvl || c.tcb_info_response || c.qe_identity_response || c.root_crl || c.pck_crl ||
+      c.der_certificate)
+    unfit("hardware collateral was given with SIMULATED platform evidence");
+  if (!c.pem_chain)
+    unfit("missing collateral: the simulated platform's certificate (simulated-platform.pem)");
+  const std::vector<Certificate> certs =
+      Certificate::chain_from_pem(*c.pem_chain, "simulated platform certificate");
+  if (certs.size() != 1)
+    unfit("the simulated platform's certificate file holds " + std::to_string(certs.size()) +
+          " certificates, expected 1");
+  return verify_simulated_evidence(in.evidence, certs.front(), in.now);
+}
+
 }  // namespace
 
 std::string evidence_kind(const Bytes& evidence) {
+  if (looks_like_simulated_evidence(evidence)) return "SIMULATED platform evidence (no hardware)";
   if (looks_like_snp_report(evidence)) return "AMD SEV-SNP report";
   if (looks_like_dcap_quote(evidence)) return "Intel DCAP quote";
   return "unknown";
@@ -142,7 +162,7 @@ Claims verify_evidence(const VerifyInput& in) {
   // Dispatch by content. The simulated platform's evidence (tee/simulated.h)
   // has the DCAP v4 header shape (TEE type "SIM"): its branch must come
   // before the DCAP one.
-  // TODO(lead): simulated platform evidence goes here.
+  if (looks_like_simulated_evidence(in.evidence)) return verify_simulated(in, c);
   if (looks_like_snp_report(in.evidence)) return verify_snp(in, c);
   if (looks_like_dcap_quote(in.evidence)) return verify_dcap(in, c);
   throw_error(ErrorCategory::kBadMessage,

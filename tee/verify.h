@@ -18,7 +18,9 @@ namespace blindfold::tee {
 ///     a QE Identity response {"enclaveIdentity": ..., "signature"}, the PCK
 ///     and root CRLs (DER or PEM; told apart by their issuer: the root CRL's
 ///     is "Intel SGX Root CA"), and the PEM issuer chain of the responses;
-///   - for SEV-SNP: the VCEK certificate (DER) and the ASK/ARK chain (PEM).
+///   - for SEV-SNP: the VCEK certificate (DER) and the ASK/ARK chain (PEM);
+///   - for the SIMULATED platform (tee/simulated.h): its certificate (PEM,
+///     simulated-platform.pem), the one trust anchor of such evidence.
 /// `now` is the time at which certificates and collateral must be valid.
 struct VerifyInput {
   Bytes evidence;
@@ -27,7 +29,8 @@ struct VerifyInput {
 };
 
 /// The evidence kinds verify_evidence knows, for messages: "Intel DCAP quote",
-/// "AMD SEV-SNP report", or "unknown".
+/// "AMD SEV-SNP report", "SIMULATED platform evidence (no hardware)", or
+/// "unknown".
 std::string evidence_kind(const Bytes& evidence);
 
 /// Verifies `in.evidence` with its collateral at `in.now`.

@@ -1,12 +1,15 @@
 #include "tee/verify.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
 #include "core/error.h"
 #include "tee/policy.h"
+#include "tee/simulated.h"
 
 namespace blindfold::tee {
 namespace {
@@ -134,6 +137,47 @@ TEST(Verify, PcsResponsesAreSortedByKind) {
   in.collateral.erase(in.collateral.begin());
   std::tie(cat, msg) = error_of(in);
   EXPECT_NE(msg.find("missing collateral: the Intel SGX Root CA CRL"), std::string::npos) << msg;
+}
+
+// The SIMULATED platform's evidence by content (its DCAP-v4-shaped header
+// must not reach the DCAP verifier), its certificate as the one collateral;
+// the default policy refuses it, trust_simulated_platform admits it.
+TEST(Verify, SimulatedEvidenceByContent) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("bf-verify-sim-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const SimulatedPlatform platform = SimulatedPlatform::load_or_create(dir);
+  std::ifstream pem_in(dir / "simulated-platform.pem", std::ios::binary);
+  const Bytes pem(std::istreambuf_iterator<char>(pem_in), {});
+  const Bytes code(48, 0xC0), model(48, 0x0D);
+  std::array<std::uint8_t, 64> rd{};
+  rd[0] = 7;
+  VerifyInput in{
+      platform.make_evidence(code, model, rd, false), {pem}, *parse_time("2030-01-01T00:00:00Z")};
+  in.now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  EXPECT_EQ(evidence_kind(in.evidence), "SIMULATED platform evidence (no hardware)");
+  const Claims c = verify_evidence(in);
+  EXPECT_EQ(c.platform, Platform::kSimulated);
+  ASSERT_NE(c.measurement("MODEL"), nullptr);
+  EXPECT_EQ(*c.measurement("MODEL"), model);
+  EXPECT_EQ(c.report_data, rd);
+  EXPECT_FALSE(appraise(Policy{}, c).accepted());
+  Policy trusting;
+  trusting.trust_simulated_platform = true;
+  EXPECT_TRUE(appraise(trusting, c, rd).accepted());
+  // Another platform's certificate, a missing one, hardware collateral: refused.
+  const SimulatedPlatform other = SimulatedPlatform::load_or_create(dir / "other");
+  std::ifstream other_in(dir / "other" / "simulated-platform.pem", std::ios::binary);
+  VerifyInput foreign = in;
+  foreign.collateral = {Bytes(std::istreambuf_iterator<char>(other_in), {})};
+  EXPECT_THROW(verify_evidence(foreign), Error);
+  VerifyInput bare = in;
+  bare.collateral.clear();
+  EXPECT_THROW(verify_evidence(bare), Error);
+  VerifyInput mixed = in;
+  mixed.collateral.push_back(read_testdata("go-sev-guest/vcek.testcer"));
+  EXPECT_THROW(verify_evidence(mixed), Error);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
