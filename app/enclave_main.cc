@@ -67,7 +67,7 @@ int serve(int fd, const std::string& model_path, const std::string& platform_dir
   }
   model::Executor executor(graph, *pool);
 
-  backends::LocalStreamChannel ch(std::move(sock));
+  backends::SyncLocalChannel ch(std::move(sock));
   ch.set_peer_name("the tee client");
   // Waits for the next request as long as the client keeps the session open.
   ch.set_timeout(std::chrono::hours(24));

@@ -42,8 +42,7 @@ void Channel::send(std::string_view tag, std::span<const std::uint8_t> payload) 
     header[1 + tag.size() + i] = static_cast<std::uint8_t>(len >> (8 * i));
   const std::size_t hlen = 1 + tag.size() + 8;
   try {
-    write_bytes({header, hlen});
-    if (!payload.empty()) write_bytes(payload);
+    write_frame({header, hlen}, payload);
   } catch (const Error& e) {
     fail(static_cast<int>(e.category()),
          std::string("sending '") + std::string(tag) + "': " + e.what());

@@ -100,7 +100,8 @@ class Channel {
   /// Called with the tag and payload of every message this channel receives,
   /// after its checks passed, on the receiving thread: a party's view of the
   /// protocol, for tracing and for tests that inspect what a party learns.
-  using ReceiveObserver = std::function<void(std::string_view tag, std::span<const std::uint8_t> payload)>;
+  using ReceiveObserver =
+      std::function<void(std::string_view tag, std::span<const std::uint8_t> payload)>;
   void set_receive_observer(ReceiveObserver f) { on_receive_ = std::move(f); }
 
   /// Counts this channel's sends and receives into a party-wide counter too.
@@ -118,6 +119,14 @@ class Channel {
   Channel() = default;
   /// Writes all of `data` or throws Error(kPeerFailure).
   virtual void write_bytes(std::span<const std::uint8_t> data) = 0;
+  /// Writes one frame's header and payload. The default is two write_bytes
+  /// calls; a transport that can hand both to the kernel at once (writev)
+  /// overrides it, so a reader wakes once per message.
+  virtual void write_frame(std::span<const std::uint8_t> header,
+                           std::span<const std::uint8_t> payload) {
+    write_bytes(header);
+    if (!payload.empty()) write_bytes(payload);
+  }
   /// Reads exactly `out.size()` bytes before `deadline` or throws
   /// Error(kPeerFailure) ("timed out" / "peer closed the connection").
   virtual void read_bytes(std::span<std::uint8_t> out, Clock::time_point deadline) = 0;

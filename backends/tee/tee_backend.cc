@@ -74,7 +74,6 @@ void TeeBackend::teardown() {
   // transport ends the session; the enclave then exits by itself.
   session_.channel.reset();
   channel_.reset();
-  if (relay_) relay_->stop();
   if (enclave_) enclave_->stop(2000);
 }
 
@@ -98,8 +97,9 @@ void TeeBackend::setup(const model::Graph& graph, const BackendOptions& options)
                 "tee: the enclave loads the model from its file, and no model path was given");
   }
   teardown();
-  relay_.reset();
   enclave_.reset();
+  recorded_to_enclave_.clear();
+  recorded_from_enclave_.clear();
   session_ = {};
   const auto t0 = Clock::now();
 
@@ -129,12 +129,15 @@ void TeeBackend::setup(const model::Graph& graph, const BackendOptions& options)
   const tee::Bytes code = expected_code_ ? *expected_code_ : tee::measure_file(launch.binary);
   const tee::Bytes model = expected_model_ ? *expected_model_ : tee::measure_file(launch.model);
 
-  auto [client_end, host_client_end] = local_socket_pair();
-  auto [host_enclave_end, enclave_end] = local_socket_pair();
+  // The host is in line: its code moves the client's bytes into the
+  // enclave's socket on the client's thread (as an untrusted runtime's call
+  // into an enclave does), with no relay thread and no second copy between
+  // them. Every byte that crosses the boundary passes through channel_,
+  // which records it for the tests. (`blindfold serve`, where the client is
+  // remote, relays TCP connections instead: app/tee_serve.cc.)
+  auto [client_end, enclave_end] = local_socket_pair();
   enclave_ = std::make_unique<EnclaveProcess>(launch, std::move(enclave_end));
-  relay_ =
-      std::make_unique<Relay>(std::move(host_client_end), std::move(host_enclave_end), record_);
-  channel_ = std::make_unique<LocalStreamChannel>(std::move(client_end));
+  channel_ = std::make_unique<SyncLocalChannel>(std::move(client_end), record_);
   channel_->set_peer_name("the enclave process");
   channel_->set_timeout(kClientTimeout);
 
@@ -149,10 +152,13 @@ void TeeBackend::setup(const model::Graph& graph, const BackendOptions& options)
   try {
     session_ = tee::attest_client(*channel_, verify, policy);
   } catch (const Error& e) {
-    // Nothing of the client's crossed. Stop the enclave; keep what the relay
+    // Nothing of the client's crossed. Stop the enclave; keep what was
     // recorded for inspection.
+    if (record_) {
+      recorded_to_enclave_ = channel_->recorded_written();
+      recorded_from_enclave_ = channel_->recorded_read();
+    }
     channel_.reset();
-    relay_->stop();
     enclave_->stop(2000);
     if (e.category() == ErrorCategory::kPeerFailure) {
       const auto st = enclave_->ended();
@@ -220,11 +226,11 @@ std::vector<Tensor> TeeBackend::infer(const std::vector<Tensor>& inputs, RunMetr
 }
 
 std::vector<std::uint8_t> TeeBackend::crossed_to_enclave() const {
-  return relay_ ? relay_->recorded_to_enclave() : std::vector<std::uint8_t>{};
+  return channel_ ? channel_->recorded_written() : recorded_to_enclave_;
 }
 
 std::vector<std::uint8_t> TeeBackend::crossed_from_enclave() const {
-  return relay_ ? relay_->recorded_from_enclave() : std::vector<std::uint8_t>{};
+  return channel_ ? channel_->recorded_read() : recorded_from_enclave_;
 }
 
 }  // namespace blindfold::backends

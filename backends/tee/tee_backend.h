@@ -6,9 +6,10 @@
 // BackendOptions::trust_simulated_platform is set (--trust-simulated-platform),
 // and the trust model says that no hardware protects the run.
 //
-// setup(): spawns the enclave on a socket pair behind a host relay (a thread
-// of this process), computes the expected CODE and MODEL measurements itself
-// from the enclave binary and the model file (a swapped binary or model is
+// setup(): spawns the enclave on a socket pair whose host side this process
+// drives in line (no relay thread: the host code writes the client's bytes
+// into the enclave's socket, recording them for tests), computes the expected CODE and MODEL
+// measurements itself from the enclave binary and the model file (a swapped binary or model is
 // refused), and runs the attested handshake; its cost is setup_cost().
 // infer(): one sealed request and response.
 #pragma once
@@ -63,11 +64,11 @@ class TeeBackend final : public Backend {
     expected_code_ = std::move(code);
     expected_model_ = std::move(model);
   }
-  /// Let the host relay record every byte it copies.
+  /// Record every byte that crosses the enclave's boundary.
   void set_record_boundary(bool on) { record_ = on; }
 
   // ---- After setup() (or a failed one) ----
-  /// What the host relayed, both ways (empty unless recording).
+  /// What crossed the boundary, both ways (empty unless recording).
   std::vector<std::uint8_t> crossed_to_enclave() const;
   std::vector<std::uint8_t> crossed_from_enclave() const;
   pid_t enclave_pid() const { return enclave_ ? enclave_->pid() : -1; }
@@ -86,8 +87,8 @@ class TeeBackend final : public Backend {
   bool record_ = false;
 
   std::unique_ptr<EnclaveProcess> enclave_;
-  std::unique_ptr<Relay> relay_;
-  std::unique_ptr<LocalStreamChannel> channel_;
+  std::vector<std::uint8_t> recorded_to_enclave_, recorded_from_enclave_;  // after a failed setup
+  std::unique_ptr<SyncLocalChannel> channel_;
   tee::AttestedSession session_;
   std::int64_t evidence_bytes_ = 0;
   PhaseCost setup_cost_;
