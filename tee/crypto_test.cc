@@ -6,18 +6,12 @@
 #include <iterator>
 
 #include "core/error.h"
+#include "tee/test_util.h"
 
 namespace blindfold::tee {
 namespace {
 
-Bytes read_testdata(const std::string& rel) {
-  std::string path = "../shared/testdata/attestation/" + rel;
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    ADD_FAILURE() << "missing test vector " << path
-                  << " (tests read ../shared/testdata from the project root)";
-  return Bytes(std::istreambuf_iterator<char>(in), {});
-}
+using testutil::read_testdata;
 
 TEST(TeeCrypto, HexAndTime) {
   auto b = from_hex("00A0ff");

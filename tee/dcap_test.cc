@@ -19,20 +19,14 @@
 
 #include "core/error.h"
 #include "tee/crypto.h"
+#include "tee/test_util.h"
 
 namespace blindfold::tee {
 namespace {
 
 using namespace std::chrono_literals;
 
-Bytes read_testdata(const std::string& rel) {
-  std::string path = "../shared/testdata/attestation/" + rel;
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    ADD_FAILURE() << "missing test vector " << path
-                  << " (tests read ../shared/testdata from the project root)";
-  return Bytes(std::istreambuf_iterator<char>(in), {});
-}
+using testutil::read_testdata;
 std::string read_text(const std::string& rel) {
   Bytes b = read_testdata(rel);
   return std::string(b.begin(), b.end());

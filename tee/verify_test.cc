@@ -10,18 +10,12 @@
 #include "core/error.h"
 #include "tee/policy.h"
 #include "tee/simulated.h"
+#include "tee/test_util.h"
 
 namespace blindfold::tee {
 namespace {
 
-Bytes read_testdata(const std::string& rel) {
-  std::string path = "../shared/testdata/attestation/" + rel;
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    ADD_FAILURE() << "missing test vector " << path
-                  << " (tests read ../shared/testdata from the project root)";
-  return Bytes(std::istreambuf_iterator<char>(in), {});
-}
+using testutil::read_testdata;
 
 VerifyInput snp_input() {
   return {

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/process_util.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -33,23 +35,10 @@ fs::path dir() {
   return d;
 }
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = blindfold::testutil::CommandResult;
 
 Result sh(const std::string& args) {
-  const std::string out = (dir() / "stdout").string(), err = (dir() / "stderr").string();
-  const int status = std::system((kBin + " " + args + " >" + out + " 2>" + err).c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  std::ifstream o(out), e(err);
-  std::stringstream so, se;
-  so << o.rdbuf();
-  se << e.rdbuf();
-  r.out = so.str();
-  r.err = se.str();
-  return r;
+  return blindfold::testutil::run_command(kBin, args, dir());
 }
 
 std::string write(const std::string& name, const std::string& text) {

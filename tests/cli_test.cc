@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/npy.h"
+#include "tests/process_util.h"
 
 namespace fs = std::filesystem;
 
@@ -18,26 +19,11 @@ namespace {
 const std::string kBin = BLINDFOLD_BIN;
 const std::string kRoot = BLINDFOLD_SOURCE_DIR;
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = blindfold::testutil::CommandResult;
 
 Result sh(const std::string& args) {
-  const fs::path dir = fs::temp_directory_path() / ("bf_cli_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const std::string out = (dir / "stdout").string(), err = (dir / "stderr").string();
-  const std::string cmd = kBin + " " + args + " >" + out + " 2>" + err;
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  std::ifstream o(out), e(err);
-  std::stringstream so, se;
-  so << o.rdbuf();
-  se << e.rdbuf();
-  r.out = so.str();
-  r.err = se.str();
-  return r;
+  return blindfold::testutil::run_command(
+      kBin, args, fs::temp_directory_path() / ("bf_cli_" + std::to_string(::getpid())));
 }
 
 std::string tmp(const std::string& name) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -26,6 +27,18 @@ std::string slurp(const std::string& path) {
   std::stringstream s;
   s << f.rdbuf();
   return s.str();
+}
+
+CommandResult run_command(const std::string& bin, const std::string& args,
+                          const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  const std::string out = (dir / "stdout").string(), err = (dir / "stderr").string();
+  const int status = std::system((bin + " " + args + " >" + out + " 2>" + err).c_str());
+  CommandResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
 }
 
 int count_lines(const std::string& s) {

@@ -26,6 +26,17 @@ int count_lines(const std::string& s);
 /// The arg max of each row of `y` (rows along its last dimension).
 std::vector<std::int64_t> argmax_rows(const Tensor& y);
 
+/// What a command printed and how it ended.
+struct CommandResult {
+  int code = -1;  // the exit status; 128 when it did not exit normally
+  std::string out, err;
+};
+
+/// Runs `bin args` through the shell, its stdout and stderr in DIR/stdout and
+/// DIR/stderr (DIR created), and waits for it.
+CommandResult run_command(const std::string& bin, const std::string& args,
+                          const std::filesystem::path& dir);
+
 /// A fresh directory for one test suite's files: TMP/PREFIX_PID, created.
 std::filesystem::path make_suite_dir(const std::string& prefix);
 
