@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "net/test_util.h"
 #include "tee/policy.h"
 
 namespace blindfold::tee {
@@ -17,19 +18,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error thrown";
-  return Error(ErrorCategory::kInternal, "none");
-}
-
-bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
+using net::testing_util::contains;
+using net::testing_util::error_of;
 
 Bytes read_testdata(const std::string& rel) {
   std::string path = "../shared/testdata/attestation/" + rel;
