@@ -85,26 +85,31 @@ class MpcParty : public ::testing::Test {
   }
   void TearDown() override { procs_.reset(); }
 
-  std::vector<std::string> party(int id, const std::string& backend, std::vector<std::string> more) {
-    std::vector<std::string> a{"party", "--config", config_, "--id", std::to_string(id),
-                               "--backend", backend, "--timeout-ms", "3000"};
+  std::vector<std::string> party(int id, const std::string& backend,
+                                 std::vector<std::string> more) {
+    std::vector<std::string> a{"party",     "--config", config_,        "--id", std::to_string(id),
+                               "--backend", backend,    "--timeout-ms", "3000"};
     a.insert(a.end(), more.begin(), more.end());
     return a;
   }
   pid_t server(const std::string& backend, int sessions, const std::string& output = "logits") {
-    return procs_->start("server", party(0, backend, {"--model", kModel, "--sessions", std::to_string(sessions),
-                                                      "--output", output}));
+    return procs_->start("server", party(0, backend,
+                                         {"--model", kModel, "--sessions", std::to_string(sessions),
+                                          "--output", output}));
   }
   pid_t helper(const std::string& backend, int sessions) {
     return procs_->start("helper", party(2, backend, {"--sessions", std::to_string(sessions)}));
   }
-  pid_t client(const std::string& name, const std::string& backend, const std::string& input, int batch) {
-    return procs_->start(name, party(1, backend, {"--input", input, "--batch", std::to_string(batch), "--out",
-                                                  (dir_ / (name + ".npy")).string()}));
+  pid_t client(const std::string& name, const std::string& backend, const std::string& input,
+               int batch) {
+    return procs_->start(name, party(1, backend,
+                                     {"--input", input, "--batch", std::to_string(batch), "--out",
+                                      (dir_ / (name + ".npy")).string()}));
   }
   // Runs a real client on the fixture and checks its labels against the
   // plaintext model's; returns its JSON line.
-  nlohmann::json run_client_and_check(const std::string& name, const std::string& backend, int batch) {
+  nlohmann::json run_client_and_check(const std::string& name, const std::string& backend,
+                                      int batch) {
     const pid_t c = client(name, backend, kInput, batch);
     const int rc = procs_->wait(c, 60s);
     EXPECT_EQ(rc, 0) << procs_->err(name);
@@ -150,7 +155,8 @@ TEST_F(MpcParty, Mpc2ProcessesGiveThePlaintextLabels) {
   // Logits close to the plaintext model's (fixed point, 12 bits).
   const blindfold::Tensor y = blindfold::read_npy((dir_ / "client.npy").string());
   float worst = 0;
-  for (std::int64_t i = 0; i < y.numel(); ++i) worst = std::max(worst, std::abs(y.f32()[i] - plain_logits_.f32()[i]));
+  for (std::int64_t i = 0; i < y.numel(); ++i)
+    worst = std::max(worst, std::abs(y.f32()[i] - plain_logits_.f32()[i]));
   EXPECT_LT(worst, 0.1f);
   EXPECT_EQ(procs_->wait(s, 20s), 0) << procs_->err("server");
   EXPECT_EQ(procs_->wait(h, 20s), 0) << procs_->err("helper");
@@ -195,8 +201,9 @@ TEST_P(MpcPartyFault, KilledClientIsReportedAndTheNextSessionIsServed) {
   ASSERT_TRUE(procs_->wait_for("server.out", "session 1: connected", 20s)) << procs_->err("server");
   std::this_thread::sleep_for(300ms);
   procs_->kill9(c);
-  EXPECT_EQ(procs_->wait(c, 5s), 128 + SIGKILL) << "the client ended before it was killed: "
-                                               << procs_->out("victim") << procs_->err("victim");
+  EXPECT_EQ(procs_->wait(c, 5s), 128 + SIGKILL)
+      << "the client ended before it was killed: " << procs_->out("victim")
+      << procs_->err("victim");
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(procs_->wait_for("server.err", "session 1 failed", 6s)) << procs_->err("server");
   ASSERT_TRUE(procs_->wait_for("helper.err", "session 1 failed", 6s)) << procs_->err("helper");
@@ -225,12 +232,15 @@ TEST_F(MpcParty, ClientRefusesAnInputOutsideTheServersBound) {
   x.f32()[3 * 784 + 5] = 2.0f;
   const std::string bad = (dir_ / "bad.npy").string();
   blindfold::write_npy(bad, x);
-  const pid_t s = procs_->start("server", party(0, "mpc3", {"--model", kModel, "--sessions", "2", "--input-bound", "1"}));
+  const pid_t s = procs_->start(
+      "server", party(0, "mpc3", {"--model", kModel, "--sessions", "2", "--input-bound", "1"}));
   const pid_t h = helper("mpc3", 2);
   const pid_t c = client("bad", "mpc3", bad, 8);
   EXPECT_EQ(procs_->wait(c, 30s), 3) << procs_->err("bad");
   const std::string err = procs_->err("bad");
-  EXPECT_NE(err.find("bad input: input value 2 at index 2357 (sample 3, element 5)"), std::string::npos) << err;
+  EXPECT_NE(err.find("bad input: input value 2 at index 2357 (sample 3, element 5)"),
+            std::string::npos)
+      << err;
   EXPECT_NE(err.find("sized its comparisons"), std::string::npos) << err;
   ASSERT_TRUE(procs_->wait_for("server.err", "session 1 failed", 6s)) << procs_->err("server");
   ASSERT_TRUE(procs_->wait_for("helper.err", "session 1 failed", 6s)) << procs_->err("helper");
@@ -262,7 +272,8 @@ void fake_mpc2_client(const std::string& config_file, Misbehaviour what) {
   for (std::size_t i = 0; i < plan.weights.size(); ++i) server.recv("mpc2/weights");
   auto header = [](std::uint64_t b) {
     blindfold::net::Bytes h(8);
-    for (int i = 0; i < 8; ++i) h[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(b >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+      h[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(b >> (8 * i));
     return h;
   };
   if (what == Misbehaviour::kHugeBatch) {
