@@ -669,13 +669,14 @@ void check_layers(const Chain& chain) {
 // The plan at ring degree n and scale 2^s_bits; out_bits > 0 adds a second
 // prime of that many bits below the scale primes, so that the output (at
 // level 1 then) keeps the full scale where q_0 alone would not hold it.
-Plan make_plan_at(const Chain& chain, const ProgramOptions& options, std::size_t n, int s_bits,
-                  int out_bits) {
+// `base` holds what does not depend on n and s (depth, input bound, the
+// layers' interval bounds), computed once by make_plan.
+Plan make_plan_at(const Chain& chain, const Plan& base, std::size_t n, int s_bits, int out_bits) {
   Plan plan;
-  plan.depth = chain_depth(chain);
-  plan.input_bound = options.input_bound > 0 ? options.input_bound : 1.0;
-  plan.input_bound_assumed = !(options.input_bound > 0);
-  plan.bounds = chain_bounds(chain, plan.input_bound);
+  plan.depth = base.depth;
+  plan.input_bound = base.input_bound;
+  plan.input_bound_assumed = base.input_bound_assumed;
+  plan.bounds = base.bounds;
   plan.scale_bits = s_bits;
   plan.params.n = n;
   plan.params.chain_bits.assign(1, kQ0Bits);
@@ -967,18 +968,18 @@ Plan make_plan_at(const Chain& chain, const ProgramOptions& options, std::size_t
 // the largest fitting scale moves on to the next N.
 Plan make_plan(const Chain& chain, const ProgramOptions& options) {
   check_layers(chain);
-  const int depth = chain_depth(chain);
+  Plan base;
+  base.depth = chain_depth(chain);
+  base.input_bound = options.input_bound > 0 ? options.input_bound : 1.0;
+  base.input_bound_assumed = !(options.input_bound > 0);
+  base.bounds = chain_bounds(chain, base.input_bound);
+  const int depth = base.depth;
   std::string why;
   std::string why_node = chain.layers.back().node;
   std::string skipped;
   // The output's magnitude (interval bound) in bits, with the margin: at
   // scale 2^s it needs out_need + s bits of modulus at the bottom.
-  const double out_need =
-      std::log2(
-          2 *
-          std::max(chain_bounds(chain, options.input_bound > 0 ? options.input_bound : 1.0).back(),
-                   1e-300)) +
-      1 + kMarginBits;
+  const double out_need = std::log2(2 * std::max(base.bounds.back(), 1e-300)) + 1 + kMarginBits;
   for (std::size_t n = 4096; n <= 32768; n *= 2) {
     const int max_bits = he::max_log_qp(n, he::SecurityLevel::k128);
     bool tried = false;
@@ -994,7 +995,7 @@ Plan make_plan(const Chain& chain, const ProgramOptions& options) {
       tried = true;
       Plan plan;
       try {
-        plan = make_plan_at(chain, options, n, s, out_bits);
+        plan = make_plan_at(chain, base, n, s, out_bits);
       } catch (const MagnitudeRefusal& r) {
         why = r.reason();
         why_node = r.node();

@@ -274,15 +274,7 @@ struct Lowering {
   void window(const Node& n, const Shape& in, const Shape& out, Layer& l, model::WindowOp op) {
     if (in.size() != 3 || out.size() != 3)
       unsupported(n, "only 2-D windows over [C, H, W] are supported");
-    const model::Window w = model::resolve_window(n, in[1], in[2], l.kh, l.kw, op);
-    l.sh = w.stride[0];
-    l.sw = w.stride[1];
-    l.dh = w.dilation[0];
-    l.dw = w.dilation[1];
-    l.pt = w.pad_begin[0];
-    l.pl = w.pad_begin[1];
-    l.pb = w.pad_end[0];
-    l.pr = w.pad_end[1];
+    const model::Window w = lowering::set_window(l, n, in[1], in[2], l.kh, l.kw, op);
     if (w.out[0] != out[1] || w.out[1] != out[2])
       unsupported(n, "output shape does not match the window geometry");
   }

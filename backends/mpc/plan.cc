@@ -20,11 +20,11 @@
 
 namespace blindfold::backends::mpcplan {
 
-using mpc::Shared;
-using mpc::u64;
 using model::Graph;
 using model::Node;
 using model::OpType;
+using mpc::Shared;
+using mpc::u64;
 
 namespace {
 
@@ -45,13 +45,15 @@ constexpr int kMaxSteps = 1 << 14;
 std::vector<std::uint32_t> broadcast_index(const Shape& x, const Shape& w) {
   Shape full{1};
   full.insert(full.end(), x.begin(), x.end());
-  if (w.size() > full.size()) throw_error(ErrorCategory::kBadMessage, "constant of higher rank than its operand");
+  if (w.size() > full.size())
+    throw_error(ErrorCategory::kBadMessage, "constant of higher rank than its operand");
   Shape wf(full.size() - w.size(), 1);
   wf.insert(wf.end(), w.begin(), w.end());
   for (std::size_t d = 0; d < full.size(); ++d) {
     if (wf[d] != 1 && wf[d] != full[d]) {
       throw_error(ErrorCategory::kBadMessage, "constant shape " + shape_to_string(w) +
-                                                  " does not broadcast to " + shape_to_string(full));
+                                                  " does not broadcast to " +
+                                                  shape_to_string(full));
     }
   }
   const std::int64_t n = numel(full);
@@ -80,9 +82,9 @@ struct Lowering {
   int frac_bits;
   Plan plan;
   std::vector<Tensor>* weights;
-  std::map<int, int> slot;          // value id -> slot
-  std::map<int, bool> pending_relu; // value id whose Relu was deferred into a MaxPool
-  std::vector<int> consumers;       // per value id
+  std::map<int, int> slot;           // value id -> slot
+  std::map<int, bool> pending_relu;  // value id whose Relu was deferred into a MaxPool
+  std::vector<int> consumers;        // per value id
 
   int new_slot() { return plan.slots++; }
 
@@ -91,7 +93,8 @@ struct Lowering {
 
   int shared_in(const Node& n, std::size_t i) {
     if (i >= n.inputs.size() || !is_shared(n.inputs[i])) {
-      unsupported(n, "input " + std::to_string(i) + " must be a value computed from the client's input");
+      unsupported(
+          n, "input " + std::to_string(i) + " must be a value computed from the client's input");
     }
     const int v = n.inputs[i];
     if (pending_relu.count(v) && n.op != OpType::kMaxPool) {
@@ -122,7 +125,8 @@ struct Lowering {
   Geometry window(const Node& n, const Shape& in, const Shape& out, std::int64_t kh,
                   std::int64_t kw, model::WindowOp op) {
     Geometry ge;
-    if (in.size() != 3 || out.size() != 3) unsupported(n, "only 2-D windows over [C, H, W] are supported");
+    if (in.size() != 3 || out.size() != 3)
+      unsupported(n, "only 2-D windows over [C, H, W] are supported");
     ge.c = in[0];
     ge.h = in[1];
     ge.w = in[2];
@@ -131,15 +135,7 @@ struct Lowering {
     ge.ow = out[2];
     ge.kh = kh;
     ge.kw = kw;
-    const model::Window w = model::resolve_window(n, ge.h, ge.w, kh, kw, op);
-    ge.sh = w.stride[0];
-    ge.sw = w.stride[1];
-    ge.dh = w.dilation[0];
-    ge.dw = w.dilation[1];
-    ge.pt = w.pad_begin[0];
-    ge.pl = w.pad_begin[1];
-    ge.pb = w.pad_end[0];
-    ge.pr = w.pad_end[1];
+    (void)lowering::set_window(ge, n, ge.h, ge.w, kh, kw, op);
     return ge;
   }
 
@@ -169,9 +165,11 @@ struct Lowering {
         st.node = n.name;
         st.in0 = in;
         st.g = window(n, xs, ys, w.dim(2), w.dim(3), model::WindowOp::kConv);
-        if (w.dim(0) != st.g.oc || w.dim(1) != st.g.c) unsupported(n, "weight shape does not match the input");
+        if (w.dim(0) != st.g.oc || w.dim(1) != st.g.c)
+          unsupported(n, "weight shape does not match the input");
         st.weight = add_weight(n, w, frac_bits);
-        if (n.inputs.size() > 2 && n.inputs[2] >= 0) st.bias = add_weight(n, constant(n, 2), 2 * frac_bits);
+        if (n.inputs.size() > 2 && n.inputs[2] >= 0)
+          st.bias = add_weight(n, constant(n, 2), 2 * frac_bits);
         st.out = new_slot();
         plan.steps.push_back(st);
         output_to(n, st.out);
@@ -182,7 +180,8 @@ struct Lowering {
         const int in = shared_in(n, 0);
         const Tensor& b = constant(n, 1);
         const Shape xs = per_sample(g.value(n.inputs[0]), n);
-        if (xs.size() != 1 || b.rank() != 2) unsupported(n, "only [N, K] x [K, M] products are supported");
+        if (xs.size() != 1 || b.rank() != 2)
+          unsupported(n, "only [N, K] x [K, M] products are supported");
         bool trans_b = false;
         float alpha = 1.0f, beta = 1.0f;
         if (n.op == OpType::kGemm) {
@@ -193,7 +192,8 @@ struct Lowering {
         }
         const std::int64_t k = xs[0];
         const std::int64_t m = trans_b ? b.dim(0) : b.dim(1);
-        if ((trans_b ? b.dim(1) : b.dim(0)) != k) unsupported(n, "weight shape does not match the input");
+        if ((trans_b ? b.dim(1) : b.dim(0)) != k)
+          unsupported(n, "weight shape does not match the input");
         Tensor w(DType::kFloat32, {m, k});
         auto src = b.f32();
         auto dst = w.f32();
@@ -212,10 +212,12 @@ struct Lowering {
         st.weight = add_weight(n, std::move(w), frac_bits);
         if (n.op == OpType::kGemm && n.inputs.size() > 2 && n.inputs[2] >= 0) {
           const Tensor& c = constant(n, 2);
-          if (c.numel() != m && c.numel() != 1) unsupported(n, "bias must have one value per output");
+          if (c.numel() != m && c.numel() != 1)
+            unsupported(n, "bias must have one value per output");
           Tensor bias(DType::kFloat32, {m});
           for (std::int64_t i = 0; i < m; ++i) {
-            bias.f32()[static_cast<std::size_t>(i)] = beta * c.f32()[static_cast<std::size_t>(c.numel() == 1 ? 0 : i)];
+            bias.f32()[static_cast<std::size_t>(i)] =
+                beta * c.f32()[static_cast<std::size_t>(c.numel() == 1 ? 0 : i)];
           }
           st.bias = add_weight(n, std::move(bias), 2 * frac_bits);
         }
@@ -298,9 +300,13 @@ struct Lowering {
         st.node = n.name;
         if (is_shared(a) && is_shared(b)) {
           const Shape as = per_sample(g.value(a), n), bs = per_sample(g.value(b), n);
-          if (as != bs) unsupported(n, "operands of different shapes " + shape_to_string(as) + " and " + shape_to_string(bs));
+          if (as != bs)
+            unsupported(n, "operands of different shapes " + shape_to_string(as) + " and " +
+                               shape_to_string(bs));
           if (n.op == OpType::kDiv) unsupported(n, "division by a secret value");
-          st.kind = n.op == OpType::kAdd ? StepKind::kAdd : n.op == OpType::kSub ? StepKind::kSub : StepKind::kMul;
+          st.kind = n.op == OpType::kAdd   ? StepKind::kAdd
+                    : n.op == OpType::kSub ? StepKind::kSub
+                                           : StepKind::kMul;
           st.in0 = shared_in(n, 0);
           st.in1 = shared_in(n, 1);
         } else if (is_shared(a) || is_shared(b)) {
@@ -320,10 +326,13 @@ struct Lowering {
             unsupported(n, "constant shape does not broadcast");
           }
           auto v = c.f32();
-          if (n.op == OpType::kSub && !shared_first) unsupported(n, "constant minus a secret value");
+          if (n.op == OpType::kSub && !shared_first)
+            unsupported(n, "constant minus a secret value");
           if (n.op == OpType::kDiv && !shared_first) unsupported(n, "division by a secret value");
-          if (n.op == OpType::kSub) for (float& x : v) x = -x;
-          if (n.op == OpType::kDiv) for (float& x : v) x = 1.0f / x;
+          if (n.op == OpType::kSub)
+            for (float& x : v) x = -x;
+          if (n.op == OpType::kDiv)
+            for (float& x : v) x = 1.0f / x;
           if (n.op == OpType::kAdd || n.op == OpType::kSub) {
             st.kind = StepKind::kAddWeights;
             st.weight = add_weight(n, std::move(c), frac_bits);
@@ -343,7 +352,8 @@ struct Lowering {
         // y = x * scale + shift per channel (BN after a Conv is folded at import).
         const int in = shared_in(n, 0);
         const Shape xs = per_sample(g.value(n.inputs[0]), n);
-        const Tensor &gamma = constant(n, 1), &beta = constant(n, 2), &mean = constant(n, 3), &var = constant(n, 4);
+        const Tensor &gamma = constant(n, 1), &beta = constant(n, 2), &mean = constant(n, 3),
+                     &var = constant(n, 4);
         const float eps = n.attrs.get_float("epsilon", 1e-5f);
         const std::int64_t c = gamma.numel();
         if (xs.empty() || xs[0] != c) unsupported(n, "channel count mismatch");
@@ -378,8 +388,10 @@ struct Lowering {
       case OpType::kSoftmax: {
         const int out_v = n.outputs.at(0);
         if (g.outputs.size() != 1 || g.outputs[0] != out_v) {
-          unsupported(n, "no MPC protocol for " + std::string(model::op_name(n.op)) +
-                             " inside the network (supported only as the final op, which the client applies)");
+          unsupported(
+              n,
+              "no MPC protocol for " + std::string(model::op_name(n.op)) +
+                  " inside the network (supported only as the final op, which the client applies)");
         }
         output_to(n, shared_in(n, 0));
         plan.finish = n.op == OpType::kSigmoid ? Finish::kSigmoid : Finish::kSoftmax;
@@ -387,10 +399,11 @@ struct Lowering {
         return;
       }
       default:
-        unsupported(n, "no MPC protocol for " + std::string(model::op_name(n.op)) +
-                           " (supported: Conv, Gemm, MatMul, Relu, MaxPool, AveragePool, "
-                           "GlobalAveragePool, Add, Sub, Mul, Div by a constant, BatchNormalization, "
-                           "Flatten/Reshape, and Sigmoid/Softmax as the final op)");
+        unsupported(n,
+                    "no MPC protocol for " + std::string(model::op_name(n.op)) +
+                        " (supported: Conv, Gemm, MatMul, Relu, MaxPool, AveragePool, "
+                        "GlobalAveragePool, Add, Sub, Mul, Div by a constant, BatchNormalization, "
+                        "Flatten/Reshape, and Sigmoid/Softmax as the final op)");
     }
   }
 };
@@ -406,7 +419,8 @@ T field(const nlohmann::json& j, const char* name, const std::string& where = ""
   try {
     return j.at(name).get<T>();
   } catch (const nlohmann::json::exception& e) {
-    throw_error(ErrorCategory::kBadMessage, "MPC plan: " + where + "field '" + name + "': " + e.what());
+    throw_error(ErrorCategory::kBadMessage,
+                "MPC plan: " + where + "field '" + name + "': " + e.what());
   }
 }
 
@@ -427,17 +441,24 @@ T integer(const nlohmann::json& v, const std::string& name) {
     x = v.get<std::int64_t>();
   }
   ok = ok && x >= std::numeric_limits<T>::min() && x <= std::numeric_limits<T>::max();
-  if (!ok) throw_error(ErrorCategory::kBadMessage, "MPC plan: field '" + name + "' is not an integer in range");
+  if (!ok)
+    throw_error(ErrorCategory::kBadMessage,
+                "MPC plan: field '" + name + "' is not an integer in range");
   return static_cast<T>(x);
 }
 
-int int_at(const nlohmann::json& j, const char* name) { return integer<int>(j.at(name), name); }
-std::int64_t i64_at(const nlohmann::json& j, const char* name) { return integer<std::int64_t>(j.at(name), name); }
+int int_at(const nlohmann::json& j, const char* name) {
+  return integer<int>(j.at(name), name);
+}
+std::int64_t i64_at(const nlohmann::json& j, const char* name) {
+  return integer<std::int64_t>(j.at(name), name);
+}
 
 std::vector<std::int64_t> i64s_at(const nlohmann::json& j, const char* name) {
   const nlohmann::json& a = j.at(name);
   if (!a.is_array() || a.size() > 64) {
-    throw_error(ErrorCategory::kBadMessage, std::string("MPC plan: field '") + name + "' is not an array of at most 64 integers");
+    throw_error(ErrorCategory::kBadMessage, std::string("MPC plan: field '") + name +
+                                                "' is not an array of at most 64 integers");
   }
   std::vector<std::int64_t> out;
   out.reserve(a.size());
@@ -447,8 +468,8 @@ std::vector<std::int64_t> i64s_at(const nlohmann::json& j, const char* name) {
 
 void check_input_bound(double b) {
   if (!std::isfinite(b) || b < 0) {
-    throw_error(ErrorCategory::kBadInput, "the input bound must be a finite number >= 0 (0: none), is " +
-                                              std::to_string(b));
+    throw_error(ErrorCategory::kBadInput,
+                "the input bound must be a finite number >= 0 (0: none), is " + std::to_string(b));
   }
 }
 
@@ -479,16 +500,19 @@ int onehot_count_bits(std::int64_t k) {
   return std::max(2, static_cast<int>(std::bit_width(static_cast<std::uint64_t>(k - 1))) + 1);
 }
 
-std::vector<double> slot_bounds(const Plan& plan, const std::vector<Tensor>& weights, double input_bound) {
+std::vector<double> slot_bounds(const Plan& plan, const std::vector<Tensor>& weights,
+                                double input_bound) {
   if (weights.size() != plan.weights.size()) {
-    throw_error(ErrorCategory::kInternal, "slot_bounds: " + std::to_string(weights.size()) + " weight tensors for a plan of " +
+    throw_error(ErrorCategory::kInternal, "slot_bounds: " + std::to_string(weights.size()) +
+                                              " weight tensors for a plan of " +
                                               std::to_string(plan.weights.size()));
   }
   const double u = std::ldexp(1.0, -plan.frac_bits);  // one unit in the last place
   auto w = [&](int h) {
     const Tensor& t = weights.at(static_cast<std::size_t>(h));
     if (t.numel() != plan.weights.at(static_cast<std::size_t>(h)).size) {
-      throw_error(ErrorCategory::kInternal, "slot_bounds: weight " + std::to_string(h) + " has the wrong size");
+      throw_error(ErrorCategory::kInternal,
+                  "slot_bounds: weight " + std::to_string(h) + " has the wrong size");
     }
     return t.f32();
   };
@@ -505,15 +529,18 @@ std::vector<double> slot_bounds(const Plan& plan, const std::vector<Tensor>& wei
     double worst = 0;
     for (std::int64_t i = 0; i < m; ++i) {
       double l1 = 0;
-      for (std::int64_t j = 0; j < k; ++j) l1 += std::fabs(static_cast<double>(wv[static_cast<std::size_t>(i * k + j)]));
+      for (std::int64_t j = 0; j < k; ++j)
+        l1 += std::fabs(static_cast<double>(wv[static_cast<std::size_t>(i * k + j)]));
       double r = (l1 + static_cast<double>(k) * u / 2) * x;
-      if (s.bias >= 0) r += std::fabs(static_cast<double>(bv[static_cast<std::size_t>(i)])) + u * u / 2;
+      if (s.bias >= 0)
+        r += std::fabs(static_cast<double>(bv[static_cast<std::size_t>(i)])) + u * u / 2;
       worst = std::max(worst, r);
     }
     return worst;
   };
   std::vector<double> b(static_cast<std::size_t>(plan.slots), 0.0);
-  b.at(static_cast<std::size_t>(plan.input_slot)) = input_bound + u / 2;  // encoding rounds to nearest
+  b.at(static_cast<std::size_t>(plan.input_slot)) =
+      input_bound + u / 2;  // encoding rounds to nearest
   for (const Step& s : plan.steps) {
     const double x = b.at(static_cast<std::size_t>(s.in0));
     double y = x;
@@ -563,9 +590,11 @@ double declared_input_bound(const Graph& graph) {
   if (it == graph.metadata.end()) return 0;
   const std::string& v = it->second;
   double d = 0;
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), d, std::chars_format::general);
+  const auto [end, ec] =
+      std::from_chars(v.data(), v.data() + v.size(), d, std::chars_format::general);
   if (v.empty() || ec != std::errc() || end != v.data() + v.size() || !std::isfinite(d) || d <= 0) {
-    throw_error(ErrorCategory::kBadModel, std::string("model metadata '") + kInputBoundKey + "' is '" +
+    throw_error(ErrorCategory::kBadModel, std::string("model metadata '") + kInputBoundKey +
+                                              "' is '" +
                                               (v.size() > 64 ? v.substr(0, 64) + "..." : v) +
                                               "': expected a positive finite decimal number");
   }
@@ -579,17 +608,21 @@ void check_input(const Plan& plan, std::span<const float> x) {
     const double v = x[i];
     if (std::isfinite(v) && std::fabs(v) <= plan.input_bound) continue;
     const std::int64_t at = static_cast<std::int64_t>(i);
-    throw_error(ErrorCategory::kBadInput,
-                "input value " + num(v) + " at index " + std::to_string(at) + " (sample " + std::to_string(at / per) +
-                    ", element " + std::to_string(at % per) + ") is outside |x| <= " + num(plan.input_bound) +
-                    ": the server sized its comparisons for inputs within that bound (the model's " + kInputBoundKey +
-                    " metadata or the server's --input-bound), so this input is not shared");
+    throw_error(
+        ErrorCategory::kBadInput,
+        "input value " + num(v) + " at index " + std::to_string(at) + " (sample " +
+            std::to_string(at / per) + ", element " + std::to_string(at % per) +
+            ") is outside |x| <= " + num(plan.input_bound) +
+            ": the server sized its comparisons for inputs within that bound (the model's " +
+            kInputBoundKey +
+            " metadata or the server's --input-bound), so this input is not shared");
   }
 }
 
 Plan lower(const Graph& graph, int frac_bits, std::vector<Tensor>* weights, double input_bound) {
   if (graph.inputs.size() != 1 || graph.outputs.size() != 1) {
-    throw_error(ErrorCategory::kUnsupported, "the MPC backends need a model with one input and one output");
+    throw_error(ErrorCategory::kUnsupported,
+                "the MPC backends need a model with one input and one output");
   }
   check_input_bound(input_bound);
   // The bound analysis needs the float weights even when the caller does not.
@@ -619,7 +652,8 @@ Plan lower(const Graph& graph, int frac_bits, std::vector<Tensor>* weights, doub
     l.lower_node(n);
   }
   const int out_v = graph.outputs[0];
-  if (!l.is_shared(out_v)) throw_error(ErrorCategory::kUnsupported, "the model output does not depend on its input");
+  if (!l.is_shared(out_v))
+    throw_error(ErrorCategory::kUnsupported, "the model output does not depend on its input");
   Node out_node;
   out_node.name = graph.value(out_v).name;
   l.plan.output_slot = l.slot.at(out_v);
@@ -685,21 +719,35 @@ std::string Plan::serialize() const {
   j["input_shape"] = input_shape;
   j["output_slot"] = output_slot;
   j["output_shape"] = output_shape;
-  j["finish"] = finish == Finish::kNone ? "none" : finish == Finish::kSigmoid ? "sigmoid" : "softmax";
+  j["finish"] = finish == Finish::kNone      ? "none"
+                : finish == Finish::kSigmoid ? "sigmoid"
+                                             : "softmax";
   j["softmax_axis"] = softmax_axis;
   j["input_bound"] = input_bound;
   j["argmax_bits"] = argmax_bits;
   j["weights"] = nlohmann::json::array();
-  for (const WeightSpec& w : weights) j["weights"].push_back({{"node", w.node}, {"size", w.size}, {"scale_bits", w.scale_bits}});
+  for (const WeightSpec& w : weights)
+    j["weights"].push_back({{"node", w.node}, {"size", w.size}, {"scale_bits", w.scale_bits}});
   j["steps"] = nlohmann::json::array();
   for (const Step& s : steps) {
     const Geometry& ge = s.g;
-    j["steps"].push_back({{"kind", kind_name(s.kind)}, {"node", s.node}, {"in0", s.in0}, {"in1", s.in1},
-                          {"out", s.out}, {"weight", s.weight}, {"bias", s.bias}, {"k", s.k}, {"m", s.m},
-                          {"relu_after", s.relu_after}, {"in_shape", s.in_shape}, {"w_shape", s.w_shape},
-                          {"cmp_bits", s.cmp_bits},
-                          {"g", {ge.c, ge.h, ge.w, ge.oc, ge.oh, ge.ow, ge.kh, ge.kw, ge.sh, ge.sw, ge.dh, ge.dw,
-                                 ge.pt, ge.pl, ge.pb, ge.pr, ge.count_include_pad ? 1 : 0}}});
+    j["steps"].push_back(
+        {{"kind", kind_name(s.kind)},
+         {"node", s.node},
+         {"in0", s.in0},
+         {"in1", s.in1},
+         {"out", s.out},
+         {"weight", s.weight},
+         {"bias", s.bias},
+         {"k", s.k},
+         {"m", s.m},
+         {"relu_after", s.relu_after},
+         {"in_shape", s.in_shape},
+         {"w_shape", s.w_shape},
+         {"cmp_bits", s.cmp_bits},
+         {"g",
+          {ge.c, ge.h, ge.w, ge.oc, ge.oh, ge.ow, ge.kh, ge.kw, ge.sh, ge.sw, ge.dh, ge.dw, ge.pt,
+           ge.pl, ge.pb, ge.pr, ge.count_include_pad ? 1 : 0}}});
   }
   return j.dump();
 }
@@ -729,16 +777,22 @@ Plan Plan::parse(const std::string& text) {
     check_range(slot_ok(p.input_slot) && slot_ok(p.output_slot), "input/output slot out of range");
     p.input_shape = i64s_at(j, "input_shape");
     p.output_shape = i64s_at(j, "output_shape");
-    check_range(shape_ok(p.input_shape) && shape_ok(p.output_shape), "input/output shape out of range");
+    check_range(shape_ok(p.input_shape) && shape_ok(p.output_shape),
+                "input/output shape out of range");
     const std::string fin = j.at("finish").get<std::string>();
-    check_range(fin == "none" || fin == "sigmoid" || fin == "softmax", "unknown finish '" + fin + "'");
-    p.finish = fin == "none" ? Finish::kNone : fin == "sigmoid" ? Finish::kSigmoid : Finish::kSoftmax;
+    check_range(fin == "none" || fin == "sigmoid" || fin == "softmax",
+                "unknown finish '" + fin + "'");
+    p.finish = fin == "none"      ? Finish::kNone
+               : fin == "sigmoid" ? Finish::kSigmoid
+                                  : Finish::kSoftmax;
     p.softmax_axis = i64_at(j, "softmax_axis");
     check_range(p.softmax_axis >= -7 && p.softmax_axis <= 7, "softmax axis out of range");
     p.input_bound = field<double>(j, "input_bound");
-    check_range(std::isfinite(p.input_bound) && p.input_bound >= 0, "input_bound must be finite and >= 0");
+    check_range(std::isfinite(p.input_bound) && p.input_bound >= 0,
+                "input_bound must be finite and >= 0");
     const std::int64_t argmax_bits = i64_at(j, "argmax_bits");
-    check_range(argmax_bits >= 2 && argmax_bits <= 64, "argmax_bits " + std::to_string(argmax_bits) + " out of range (2..64)");
+    check_range(argmax_bits >= 2 && argmax_bits <= 64,
+                "argmax_bits " + std::to_string(argmax_bits) + " out of range (2..64)");
     p.argmax_bits = static_cast<int>(argmax_bits);
     for (const auto& w : j.at("weights")) {
       WeightSpec s{w.at("node").get<std::string>(), i64_at(w, "size"), int_at(w, "scale_bits")};
@@ -750,7 +804,8 @@ Plan Plan::parse(const std::string& text) {
     std::vector<std::int64_t> slot_size(static_cast<std::size_t>(p.slots), -1);
     slot_size[static_cast<std::size_t>(p.input_slot)] = numel(p.input_shape);
     auto weight_ok = [&](int h, std::int64_t size) {
-      return h >= 0 && h < static_cast<int>(p.weights.size()) && p.weights[static_cast<std::size_t>(h)].size == size;
+      return h >= 0 && h < static_cast<int>(p.weights.size()) &&
+             p.weights[static_cast<std::size_t>(h)].size == size;
     };
     for (const auto& js : j.at("steps")) {
       check_range(p.steps.size() < static_cast<std::size_t>(kMaxSteps), "too many steps");
@@ -772,11 +827,13 @@ Plan Plan::parse(const std::string& text) {
       check_range(gv.size() == 17, "step geometry has " + std::to_string(gv.size()) + " fields");
       for (std::int64_t v : gv) check_range(v >= 0 && v <= kMaxDim, "step geometry out of range");
       Geometry& ge = s.g;
-      ge = {gv[0], gv[1], gv[2], gv[3], gv[4], gv[5], gv[6], gv[7], gv[8], gv[9], gv[10], gv[11],
-            gv[12], gv[13], gv[14], gv[15], gv[16] != 0};
+      ge = {gv[0], gv[1],  gv[2],  gv[3],  gv[4],  gv[5],  gv[6],  gv[7],      gv[8],
+            gv[9], gv[10], gv[11], gv[12], gv[13], gv[14], gv[15], gv[16] != 0};
       const std::string where = "step " + std::to_string(p.steps.size()) + " (" + s.node + "): ";
-      const std::int64_t cmp_bits = integer<std::int64_t>(field<nlohmann::json>(js, "cmp_bits", where), where + "cmp_bits");
-      check_range(cmp_bits >= 2 && cmp_bits <= 64, where + "cmp_bits " + std::to_string(cmp_bits) + " out of range (2..64)");
+      const std::int64_t cmp_bits =
+          integer<std::int64_t>(field<nlohmann::json>(js, "cmp_bits", where), where + "cmp_bits");
+      check_range(cmp_bits >= 2 && cmp_bits <= 64,
+                  where + "cmp_bits " + std::to_string(cmp_bits) + " out of range (2..64)");
       s.cmp_bits = static_cast<int>(cmp_bits);
       check_range(slot_ok(s.in0) && slot_ok(s.out), where + "slot out of range");
       const std::int64_t in_n = slot_size[static_cast<std::size_t>(s.in0)];
@@ -786,15 +843,17 @@ Plan Plan::parse(const std::string& text) {
         case StepKind::kConv:
         case StepKind::kMaxPool:
         case StepKind::kAvgPool: {
-          check_range(ge.c >= 1 && ge.h >= 1 && ge.w >= 1 && ge.oc >= 1 && ge.oh >= 1 && ge.ow >= 1 &&
-                          ge.kh >= 1 && ge.kw >= 1 && ge.sh >= 1 && ge.sw >= 1 && ge.dh >= 1 && ge.dw >= 1,
+          check_range(ge.c >= 1 && ge.h >= 1 && ge.w >= 1 && ge.oc >= 1 && ge.oh >= 1 &&
+                          ge.ow >= 1 && ge.kh >= 1 && ge.kw >= 1 && ge.sh >= 1 && ge.sw >= 1 &&
+                          ge.dh >= 1 && ge.dw >= 1,
                       where + "geometry must be positive");
           check_range(in_n == ge.c * ge.h * ge.w, where + "input size does not match the geometry");
           check_range(ge.c * ge.kh * ge.kw <= kMaxElements && ge.oc * ge.oh * ge.ow <= kMaxElements,
                       where + "geometry too large");
           out_n = ge.oc * ge.oh * ge.ow;
           if (s.kind == StepKind::kConv) {
-            check_range(weight_ok(s.weight, ge.oc * ge.c * ge.kh * ge.kw), where + "weight handle/size");
+            check_range(weight_ok(s.weight, ge.oc * ge.c * ge.kh * ge.kw),
+                        where + "weight handle/size");
             check_range(s.bias < 0 || weight_ok(s.bias, ge.oc), where + "bias handle/size");
           } else {
             check_range(ge.oc == ge.c, where + "pooling changes the channel count");
@@ -802,7 +861,8 @@ Plan Plan::parse(const std::string& text) {
           break;
         }
         case StepKind::kDense:
-          check_range(s.k >= 1 && s.m >= 1 && s.k <= kMaxElements && s.m <= kMaxElements && s.k * s.m <= kMaxElements,
+          check_range(s.k >= 1 && s.m >= 1 && s.k <= kMaxElements && s.m <= kMaxElements &&
+                          s.k * s.m <= kMaxElements,
                       where + "dense size out of range");
           check_range(in_n == s.k, where + "input size does not match K");
           check_range(weight_ok(s.weight, s.k * s.m), where + "weight handle/size");
@@ -839,7 +899,9 @@ Plan Plan::parse(const std::string& text) {
     // against a bound: without one, every width is 64.
     if (p.input_bound == 0) {
       check_range(p.argmax_bits == 64, "argmax_bits below 64 without an input_bound");
-      for (const Step& s : p.steps) check_range(s.cmp_bits == 64, "cmp_bits below 64 without an input_bound (step " + s.node + ")");
+      for (const Step& s : p.steps)
+        check_range(s.cmp_bits == 64,
+                    "cmp_bits below 64 without an input_bound (step " + s.node + ")");
     }
   } catch (const nlohmann::json::exception& e) {
     throw_error(ErrorCategory::kBadMessage, std::string("MPC plan: malformed JSON: ") + e.what());
@@ -849,10 +911,11 @@ Plan Plan::parse(const std::string& text) {
 
 std::string Plan::describe() const {
   std::ostringstream o;
-  o << "fixed point: Z_2^64, " << frac_bits << " fractional bits; input " << shape_to_string(input_shape)
-    << ", output " << shape_to_string(output_shape) << "\n";
+  o << "fixed point: Z_2^64, " << frac_bits << " fractional bits; input "
+    << shape_to_string(input_shape) << ", output " << shape_to_string(output_shape) << "\n";
   if (input_bound > 0) {
-    o << "comparisons sized for |input| <= " << num(input_bound) << " (the client refuses larger inputs)\n";
+    o << "comparisons sized for |input| <= " << num(input_bound)
+      << " (the client refuses larger inputs)\n";
   } else {
     o << "no input bound: every comparison at 64 bits\n";
   }
@@ -861,20 +924,23 @@ std::string Plan::describe() const {
     const Geometry& g = s.g;
     switch (s.kind) {
       case StepKind::kConv:
-        o << "  [" << g.c << "," << g.h << "," << g.w << "] -> [" << g.oc << "," << g.oh << "," << g.ow << "], "
-          << g.kh << "x" << g.kw << " kernel: secret-weight matmul " << g.oc << "x" << g.c * g.kh * g.kw
-          << " by im2col, truncate";
+        o << "  [" << g.c << "," << g.h << "," << g.w << "] -> [" << g.oc << "," << g.oh << ","
+          << g.ow << "], " << g.kh << "x" << g.kw << " kernel: secret-weight matmul " << g.oc << "x"
+          << g.c * g.kh * g.kw << " by im2col, truncate";
         break;
       case StepKind::kDense:
         o << "  " << s.k << " -> " << s.m << ": secret-weight matmul, truncate";
         break;
       case StepKind::kMaxPool:
-        o << "  " << g.kh << "x" << g.kw << " windows: " << (g.kh * g.kw - 1) << " comparisons each, tree of depth "
+        o << "  " << g.kh << "x" << g.kw << " windows: " << (g.kh * g.kw - 1)
+          << " comparisons each, tree of depth "
           << static_cast<int>(std::ceil(std::log2(static_cast<double>(g.kh * g.kw))))
-          << (s.relu_after ? ", then ReLU (reordered from before the pool)" : "") << "; " << s.cmp_bits
-          << "-bit comparisons";
+          << (s.relu_after ? ", then ReLU (reordered from before the pool)" : "") << "; "
+          << s.cmp_bits << "-bit comparisons";
         break;
-      case StepKind::kAvgPool: o << "  " << g.kh << "x" << g.kw << ": local sum, public scale, truncate"; break;
+      case StepKind::kAvgPool:
+        o << "  " << g.kh << "x" << g.kw << ": local sum, public scale, truncate";
+        break;
       case StepKind::kRelu: o << "  one comparison per element, " << s.cmp_bits << " bits"; break;
       case StepKind::kMul: o << "  secret x secret, truncate"; break;
       case StepKind::kMulWeights: o << "  by a secret constant, truncate"; break;
@@ -882,11 +948,12 @@ std::string Plan::describe() const {
     }
     o << "\n";
   }
-  if (finish != Finish::kNone) o << "  the client applies " << (finish == Finish::kSigmoid ? "Sigmoid" : "Softmax")
-                                 << " to the revealed values\n";
+  if (finish != Finish::kNone)
+    o << "  the client applies " << (finish == Finish::kSigmoid ? "Sigmoid" : "Softmax")
+      << " to the revealed values\n";
   const std::int64_t k = output_shape.empty() ? 1 : output_shape.back();
-  o << "  label output (arg max over " << k << "): " << (k == 1 ? "sign" : "pairwise") << " comparisons at "
-    << argmax_bits << " bits";
+  o << "  label output (arg max over " << k << "): " << (k == 1 ? "sign" : "pairwise")
+    << " comparisons at " << argmax_bits << " bits";
   if (k > 1) o << ", then the one-hot count at " << onehot_count_bits(k) << " bits";
   o << "\n";
   return o.str();
@@ -906,8 +973,12 @@ void mul_public_vec(Shared& x, std::span<const u64> c) {
 Shared slice(const Shared& x, std::size_t off, std::size_t n) {
   Shared out;
   out.n = n;
-  if (!x.s0.empty()) out.s0.assign(x.s0.begin() + static_cast<std::ptrdiff_t>(off), x.s0.begin() + static_cast<std::ptrdiff_t>(off + n));
-  if (!x.s1.empty()) out.s1.assign(x.s1.begin() + static_cast<std::ptrdiff_t>(off), x.s1.begin() + static_cast<std::ptrdiff_t>(off + n));
+  if (!x.s0.empty())
+    out.s0.assign(x.s0.begin() + static_cast<std::ptrdiff_t>(off),
+                  x.s0.begin() + static_cast<std::ptrdiff_t>(off + n));
+  if (!x.s1.empty())
+    out.s1.assign(x.s1.begin() + static_cast<std::ptrdiff_t>(off),
+                  x.s1.begin() + static_cast<std::ptrdiff_t>(off + n));
   return out;
 }
 
@@ -922,16 +993,18 @@ Shared append_public(mpc::Protocol& p, const Shared& x, u64 v) {
   return mpc::concat({&x, &one});
 }
 
-std::vector<std::uint32_t> repeat_index(const std::vector<std::uint32_t>& per_sample, std::int64_t batch) {
+std::vector<std::uint32_t> repeat_index(const std::vector<std::uint32_t>& per_sample,
+                                        std::int64_t batch) {
   std::vector<std::uint32_t> idx;
   idx.reserve(per_sample.size() * static_cast<std::size_t>(batch));
-  for (std::int64_t b = 0; b < batch; ++b) idx.insert(idx.end(), per_sample.begin(), per_sample.end());
+  for (std::int64_t b = 0; b < batch; ++b)
+    idx.insert(idx.end(), per_sample.begin(), per_sample.end());
   return idx;
 }
 
 // Index of input element (b, c, iy, ix) of a window, or `pad` outside.
-std::vector<std::uint32_t> window_index(const Geometry& g, std::int64_t batch, std::int64_t ki, std::int64_t kj,
-                                        std::uint32_t pad) {
+std::vector<std::uint32_t> window_index(const Geometry& g, std::int64_t batch, std::int64_t ki,
+                                        std::int64_t kj, std::uint32_t pad) {
   std::vector<std::uint32_t> idx(static_cast<std::size_t>(batch * g.c * g.oh * g.ow));
   std::size_t o = 0;
   for (std::int64_t b = 0; b < batch; ++b) {
@@ -950,7 +1023,8 @@ std::vector<std::uint32_t> window_index(const Geometry& g, std::int64_t batch, s
   return idx;
 }
 
-Shared run_conv(mpc::Protocol& p, const Step& s, const std::vector<int>& h, const Shared& x, std::int64_t batch) {
+Shared run_conv(mpc::Protocol& p, const Step& s, const std::vector<int>& h, const Shared& x,
+                std::int64_t batch) {
   const Geometry& g = s.g;
   const std::uint32_t zero = static_cast<std::uint32_t>(x.n);
   const Shared xz = append_public(p, x, 0);
@@ -984,7 +1058,8 @@ Shared run_conv(mpc::Protocol& p, const Step& s, const std::vector<int>& h, cons
     o = 0;
     for (std::int64_t b = 0; b < batch; ++b)
       for (std::int64_t oc = 0; oc < g.oc; ++oc)
-        for (std::int64_t q = 0; q < ohw; ++q) t[o++] = static_cast<std::uint32_t>(oc * n + b * ohw + q);
+        for (std::int64_t q = 0; q < ohw; ++q)
+          t[o++] = static_cast<std::uint32_t>(oc * n + b * ohw + q);
     y = mpc::gather(y, t);
   }
   if (s.bias >= 0) {
@@ -999,8 +1074,10 @@ Shared run_conv(mpc::Protocol& p, const Step& s, const std::vector<int>& h, cons
   return y;
 }
 
-Shared run_dense(mpc::Protocol& p, const Step& s, const std::vector<int>& h, const Shared& x, std::int64_t batch) {
-  const std::size_t k = static_cast<std::size_t>(s.k), m = static_cast<std::size_t>(s.m), b = static_cast<std::size_t>(batch);
+Shared run_dense(mpc::Protocol& p, const Step& s, const std::vector<int>& h, const Shared& x,
+                 std::int64_t batch) {
+  const std::size_t k = static_cast<std::size_t>(s.k), m = static_cast<std::size_t>(s.m),
+                    b = static_cast<std::size_t>(batch);
   Shared xt = x;
   if (batch > 1) {  // [b][k] -> [k][b]
     std::vector<std::uint32_t> t(k * b);
@@ -1047,7 +1124,8 @@ Shared run_maxpool(mpc::Protocol& p, const Step& s, const Shared& x, std::int64_
   std::vector<Shared> vals;
   for (std::int64_t ki = 0; ki < g.kh; ++ki)
     for (std::int64_t kj = 0; kj < g.kw; ++kj)
-      vals.push_back(mpc::gather(xp, window_index(g, batch, ki, kj, static_cast<std::uint32_t>(x.n))));
+      vals.push_back(
+          mpc::gather(xp, window_index(g, batch, ki, kj, static_cast<std::uint32_t>(x.n))));
   // Tournament: max(a, b) = b + ReLU(a - b), all pairs of a level in one call.
   while (vals.size() > 1) {
     const std::size_t pairs = vals.size() / 2, each = vals[0].n;
@@ -1058,7 +1136,8 @@ Shared run_maxpool(mpc::Protocol& p, const Step& s, const Shared& x, std::int64_
     for (const Shared& d : diffs) ptrs.push_back(&d);
     const Shared r = relu_of(p, mpc::concat(ptrs), s.cmp_bits);
     std::vector<Shared> next;
-    for (std::size_t i = 0; i < pairs; ++i) next.push_back(mpc::add(vals[2 * i + 1], slice(r, i * each, each)));
+    for (std::size_t i = 0; i < pairs; ++i)
+      next.push_back(mpc::add(vals[2 * i + 1], slice(r, i * each, each)));
     if (vals.size() % 2) next.push_back(std::move(vals.back()));
     vals = std::move(next);
   }
@@ -1080,7 +1159,9 @@ Shared run_avgpool(mpc::Protocol& p, const Step& s, const Shared& x, std::int64_
   }
   std::vector<u64> scale(count.size());
   for (std::size_t i = 0; i < count.size(); ++i) {
-    const double div = g.count_include_pad ? static_cast<double>(g.kh * g.kw) : static_cast<double>(std::max<std::int64_t>(1, count[i]));
+    const double div = g.count_include_pad
+                           ? static_cast<double>(g.kh * g.kw)
+                           : static_cast<double>(std::max<std::int64_t>(1, count[i]));
     scale[i] = mpc::fxp_encode1(1.0 / div, p.frac_bits());
   }
   mul_public_vec(sum, scale);
@@ -1094,7 +1175,8 @@ Shared run_avgpool(mpc::Protocol& p, const Step& s, const Shared& x, std::int64_
 // numpy's argmax), and o_i = [count_i >= k-1] in a second round. `bits`:
 // the width of the logit comparisons (Plan::argmax_bits); the count is an
 // exact small integer, compared at onehot_count_bits(k).
-Shared argmax_onehot(mpc::Protocol& p, const Shared& logits, std::size_t rows, std::size_t k, int bits) {
+Shared argmax_onehot(mpc::Protocol& p, const Shared& logits, std::size_t rows, std::size_t k,
+                     int bits) {
   if (k == 1) {  // a single score (binary classifier): [score >= 0]
     Shared d;
     p.relu(logits, &d, nullptr, bits);
@@ -1119,7 +1201,8 @@ Shared argmax_onehot(mpc::Protocol& p, const Shared& logits, std::size_t rows, s
   std::vector<std::uint32_t> groups = ga;
   groups.insert(groups.end(), gb.begin(), gb.end());
   Shared count = mpc::sum_groups(mpc::concat({&d, &not_d}), groups, rows * k);
-  p.add_public(count, std::vector<u64>(count.n, static_cast<u64>(-static_cast<std::int64_t>(k - 1))));
+  p.add_public(count,
+               std::vector<u64>(count.n, static_cast<u64>(-static_cast<std::int64_t>(k - 1))));
   // count - (k-1) lies in [-(k-1), 0] whatever the input.
   Shared onehot;
   p.relu(count, &onehot, nullptr, onehot_count_bits(static_cast<std::int64_t>(k)));
@@ -1128,14 +1211,16 @@ Shared argmax_onehot(mpc::Protocol& p, const Shared& logits, std::size_t rows, s
 
 }  // namespace
 
-std::vector<int> register_weights(mpc::Protocol& p, const Plan& plan, const std::vector<Tensor>* weights) {
+std::vector<int> register_weights(mpc::Protocol& p, const Plan& plan,
+                                  const std::vector<Tensor>* weights) {
   std::vector<int> handles;
   for (std::size_t i = 0; i < plan.weights.size(); ++i) {
     const WeightSpec& w = plan.weights[i];
     const std::size_t n = static_cast<std::size_t>(w.size);
     if (weights) {
       const Tensor& t = weights->at(i);
-      if (t.numel() != w.size) throw_error(ErrorCategory::kInternal, "weight " + w.node + ": size mismatch");
+      if (t.numel() != w.size)
+        throw_error(ErrorCategory::kInternal, "weight " + w.node + ": size mismatch");
       std::vector<u64> enc(n);
       mpc::fxp_encode(t.f32(), w.scale_bits, enc);
       handles.push_back(p.register_weights(enc, n));
@@ -1146,18 +1231,21 @@ std::vector<int> register_weights(mpc::Protocol& p, const Plan& plan, const std:
   return handles;
 }
 
-std::optional<Tensor> run(mpc::Protocol& p, const Plan& plan, const std::vector<int>& h, std::int64_t batch,
-                          const Tensor* input, Output output) {
-  if (batch < 1 || batch > (1 << 16)) throw_error(ErrorCategory::kBadInput, "batch size out of range");
+std::optional<Tensor> run(mpc::Protocol& p, const Plan& plan, const std::vector<int>& h,
+                          std::int64_t batch, const Tensor* input, Output output) {
+  if (batch < 1 || batch > (1 << 16))
+    throw_error(ErrorCategory::kBadInput, "batch size out of range");
   const int f = p.frac_bits();
-  if (f != plan.frac_bits) throw_error(ErrorCategory::kInternal, "plan and protocol disagree on frac_bits");
+  if (f != plan.frac_bits)
+    throw_error(ErrorCategory::kInternal, "plan and protocol disagree on frac_bits");
   const std::int64_t in_n = numel(plan.input_shape) * batch;
   if (in_n > (std::int64_t{1} << 31)) throw_error(ErrorCategory::kBadInput, "input too large");
   std::vector<Shared> slots(static_cast<std::size_t>(plan.slots));
   if (input) {
     if (input->numel() != in_n || input->dtype() != DType::kFloat32) {
-      throw_error(ErrorCategory::kBadInput, "input has " + std::to_string(input->numel()) + " values, the model takes " +
-                                                std::to_string(in_n) + " for batch " + std::to_string(batch));
+      throw_error(ErrorCategory::kBadInput, "input has " + std::to_string(input->numel()) +
+                                                " values, the model takes " + std::to_string(in_n) +
+                                                " for batch " + std::to_string(batch));
     }
     check_input(plan, input->f32());  // before anything is shared
     std::vector<u64> enc(static_cast<std::size_t>(in_n));
@@ -1200,7 +1288,8 @@ std::optional<Tensor> run(mpc::Protocol& p, const Plan& plan, const std::vector<
   Shape shape{batch};
   shape.insert(shape.end(), plan.output_shape.begin(), plan.output_shape.end());
   if (output == Output::kLabel) {
-    const std::size_t k = plan.output_shape.empty() ? 1 : static_cast<std::size_t>(plan.output_shape.back());
+    const std::size_t k =
+        plan.output_shape.empty() ? 1 : static_cast<std::size_t>(plan.output_shape.back());
     const std::size_t rows = static_cast<std::size_t>(batch * per) / k;
     const Shared onehot = argmax_onehot(p, out, rows, k, plan.argmax_bits);
     const std::vector<u64> v = p.reveal_to_client(onehot);
@@ -1218,7 +1307,8 @@ std::optional<Tensor> run(mpc::Protocol& p, const Plan& plan, const std::vector<
   } else if (plan.finish == Finish::kSoftmax) {
     const std::int64_t rank = static_cast<std::int64_t>(shape.size());
     const std::int64_t axis = plan.softmax_axis < 0 ? plan.softmax_axis + rank : plan.softmax_axis;
-    if (axis != rank - 1) throw_error(ErrorCategory::kUnsupported, "Softmax over an axis other than the last");
+    if (axis != rank - 1)
+      throw_error(ErrorCategory::kUnsupported, "Softmax over an axis other than the last");
     const std::int64_t k = shape.back();
     auto d = t.f32();
     for (std::int64_t r = 0; r < t.numel() / k; ++r) {
