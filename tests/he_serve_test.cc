@@ -43,14 +43,13 @@ const std::string kInput = kRoot + "/models/fixtures/fmnist-test-first8.npy";
 
 using blindfold::testutil::argmax_rows;
 using blindfold::testutil::count_lines;
-using blindfold::testutil::make_suite_dir;
+using blindfold::testutil::ProcessSuite;
 using blindfold::testutil::Procs;
-using blindfold::testutil::test_file_name;
 
-class HeServe : public ::testing::Test {
+class HeServe : public ProcessSuite<HeServe> {
  protected:
   static void SetUpTestSuite() {
-    suite_dir_ = make_suite_dir("bf_he_serve");
+    start_suite("bf_he_serve", kBin);
     Procs p(kBin, suite_dir_);
     const pid_t c = p.start(
         "certs", {"certs", "--out", (suite_dir_ / "pki").string(), "--parties", "server,client"});
@@ -59,16 +58,6 @@ class HeServe : public ::testing::Test {
     plain_labels_ =
         argmax_rows(blindfold::model::Executor(g).run({blindfold::read_npy(kInput)}).at(0));
   }
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    fs::remove_all(suite_dir_, ec);
-  }
-  void SetUp() override {
-    dir_ = suite_dir_ / test_file_name();
-    fs::create_directories(dir_);
-    procs_ = std::make_unique<Procs>(kBin, dir_);
-  }
-  void TearDown() override { procs_.reset(); }
 
   std::string pki() const { return (suite_dir_ / "pki").string(); }
 
@@ -112,10 +101,7 @@ class HeServe : public ::testing::Test {
     return j;
   }
 
-  static inline fs::path suite_dir_;
   static inline std::vector<std::int64_t> plain_labels_;
-  fs::path dir_;
-  std::unique_ptr<Procs> procs_;
   pid_t server_ = -1;
 };
 

@@ -39,14 +39,14 @@ const std::string kInput = kRoot + "/models/fixtures/fmnist-test-first8.npy";
 using blindfold::testutil::argmax_rows;
 using blindfold::testutil::count_lines;
 using blindfold::testutil::free_ports;
-using blindfold::testutil::make_suite_dir;
+using blindfold::testutil::ProcessSuite;
 using blindfold::testutil::Procs;
 using blindfold::testutil::test_file_name;
 
-class MpcParty : public ::testing::Test {
+class MpcParty : public ProcessSuite<MpcParty> {
  protected:
   static void SetUpTestSuite() {
-    suite_dir_ = make_suite_dir("bf_mpc_party");
+    start_suite("bf_mpc_party", kBin);
     Procs p(kBin, suite_dir_);
     const pid_t c = p.start("certs", {"certs", "--out", (suite_dir_ / "pki").string(), "--parties",
                                       "server,client,helper"});
@@ -58,15 +58,9 @@ class MpcParty : public ::testing::Test {
     plain_labels_ = argmax_rows(plain_logits_);
   }
 
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    fs::remove_all(suite_dir_, ec);
-  }
-
   void SetUp() override {
+    ProcessSuite::SetUp();
     const std::string name = test_file_name();
-    dir_ = suite_dir_ / name;
-    fs::create_directories(dir_);
     const std::vector<int> ports = free_ports(3);
     const std::string names[3] = {"server", "client", "helper"};
     nlohmann::json parties = nlohmann::json::array();
@@ -81,9 +75,7 @@ class MpcParty : public ::testing::Test {
     const nlohmann::json config{{"ca", "pki/ca.pem"}, {"transport", "tls"}, {"parties", parties}};
     config_ = (suite_dir_ / (name + "-mesh.json")).string();
     std::ofstream(config_) << config.dump(2);
-    procs_ = std::make_unique<Procs>(kBin, dir_);
   }
-  void TearDown() override { procs_.reset(); }
 
   std::vector<std::string> party(int id, const std::string& backend,
                                  std::vector<std::string> more) {
@@ -124,12 +116,9 @@ class MpcParty : public ::testing::Test {
     return j;
   }
 
-  static inline fs::path suite_dir_;
   static inline blindfold::Tensor plain_logits_;
   static inline std::vector<std::int64_t> plain_labels_;
-  fs::path dir_;
   std::string config_;
-  std::unique_ptr<Procs> procs_;
 };
 
 void check_metrics(const nlohmann::json& j, const std::string& backend, std::size_t queries) {

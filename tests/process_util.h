@@ -5,11 +5,13 @@
 // read that output with.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -76,6 +78,35 @@ class Procs {
   std::string bin_;
   std::filesystem::path dir_;
   std::vector<pid_t> pids_;
+};
+
+/// The fixture of a multi-process test suite, instantiated with the suite's
+/// own class so that each suite keeps its own directory. The suite's
+/// SetUpTestSuite calls start_suite(); the directory is removed when the
+/// suite ends. Each test gets DIR/<test name> (dir_) and a Procs running the
+/// suite's binary there (procs_).
+template <typename Suite>
+class ProcessSuite : public ::testing::Test {
+ protected:
+  static void start_suite(const std::string& prefix, const std::string& bin) {
+    suite_dir_ = make_suite_dir(prefix);
+    bin_ = bin;
+  }
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    std::filesystem::remove_all(suite_dir_, ec);
+  }
+  void SetUp() override {
+    dir_ = suite_dir_ / test_file_name();
+    std::filesystem::create_directories(dir_);
+    procs_ = std::make_unique<Procs>(bin_, dir_);
+  }
+  void TearDown() override { procs_.reset(); }
+
+  static inline std::filesystem::path suite_dir_;
+  static inline std::string bin_;
+  std::filesystem::path dir_;
+  std::unique_ptr<Procs> procs_;
 };
 
 }  // namespace blindfold::testutil

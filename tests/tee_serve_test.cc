@@ -34,9 +34,8 @@ const std::string kInput = kRoot + "/models/fixtures/fmnist-test-first8.npy";
 using blindfold::ErrorCategory;
 using blindfold::exit_code;
 using blindfold::testutil::argmax_rows;
-using blindfold::testutil::make_suite_dir;
+using blindfold::testutil::ProcessSuite;
 using blindfold::testutil::Procs;
-using blindfold::testutil::test_file_name;
 
 std::string labels_text(const std::vector<std::int64_t>& v) {
   std::string s = "labels: [";
@@ -44,24 +43,14 @@ std::string labels_text(const std::vector<std::int64_t>& v) {
   return s + "]";
 }
 
-class TeeServe : public ::testing::Test {
+class TeeServe : public ProcessSuite<TeeServe> {
  protected:
   static void SetUpTestSuite() {
-    suite_dir_ = make_suite_dir("bf_tee_serve");
+    start_suite("bf_tee_serve", kBin);
     const blindfold::model::Graph g = blindfold::model::import_onnx_file(kModel);
     plain_labels_ =
         argmax_rows(blindfold::model::Executor(g).run({blindfold::read_npy(kInput)}).at(0));
   }
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    fs::remove_all(suite_dir_, ec);
-  }
-  void SetUp() override {
-    dir_ = suite_dir_ / test_file_name();
-    fs::create_directories(dir_);
-    procs_ = std::make_unique<Procs>(kBin, dir_);
-  }
-  void TearDown() override { procs_.reset(); }
 
   std::string platform() const { return (dir_ / "platform").string(); }
   std::string cert() const { return (dir_ / "platform" / "simulated-platform.pem").string(); }
@@ -99,10 +88,7 @@ class TeeServe : public ::testing::Test {
     return procs_->wait(procs_->start(name, args), 60s);
   }
 
-  static inline fs::path suite_dir_;
   static inline std::vector<std::int64_t> plain_labels_;
-  fs::path dir_;
-  std::unique_ptr<Procs> procs_;
   pid_t server_ = -1;
 };
 
