@@ -280,12 +280,6 @@ std::vector<std::vector<double>> element_bounds(const Chain& chain,
   return out;
 }
 
-double log2_sum(const std::vector<int>& bits, int from, int to) {  // bits of q_from..q_to
-  double s = 0;
-  for (int i = from; i <= to; ++i) s += bits[sz(i)];
-  return s;
-}
-
 // Scales of every step for chain primes `q` (values or 2^bits stand-ins);
 // sets d0, the input scale: 2^s, or, when the first layer is linear and its
 // output needs a smaller scale (a large bound), sqrt(q_L * D_out) rounded
@@ -426,13 +420,6 @@ Budget error_budget(const Chain& chain, std::size_t n, const std::vector<double>
               " (2^-10, times the output bound when below 1)";
   }
   return bud;
-}
-
-std::string fmt(double v, int prec = 3) {
-  std::ostringstream o;
-  o.precision(prec);
-  o << v;
-  return o.str();
 }
 
 // Divides `rows` (comps polynomials of level + 1 limbs each, NTT form,
@@ -882,19 +869,19 @@ std::string BatchProgram::describe() const {
     }
     if (is_linear(s.kind)) {
       o << ", " << s.macs << " scalar products (" << s.blocks.size() << " blocks), weights at 2^"
-        << fmt(std::log2(s.weight_scale), 4) << ", "
+        << format_short(std::log2(s.weight_scale), 4) << ", "
         << (s.deferred ? std::string("no rescale") : std::to_string(s.out_count) + " rescales")
         << (three ? " (each relinearized first)" : "");
     } else {
       o << ", " << s.out_count << " products + rescales (outputs left unrelinearized)";
     }
     three = !is_linear(s.kind);
-    o << ", scale 2^" << fmt(std::log2(s.out_scale), 6) << ", |y| <= " << fmt(s.bound)
-      << ", noise sigma " << fmt(s.sigma) << "\n";
+    o << ", scale 2^" << format_short(std::log2(s.out_scale), 6)
+      << ", |y| <= " << format_short(s.bound) << ", noise sigma " << format_short(s.sigma) << "\n";
   }
-  o << "output: " << spec_.output_bound << " bound, error budget " << fmt(spec_.output_error)
-    << " (6 sigma + worst-case rounding; refused above "
-    << fmt(output_error_limit(spec_.output_bound))
+  o << "output: " << spec_.output_bound << " bound, error budget "
+    << format_short(spec_.output_error) << " (6 sigma + worst-case rounding; refused above "
+    << format_short(output_error_limit(spec_.output_bound))
     << ": every sample whose two largest outputs differ by more than twice this keeps its arg "
        "max)\n";
   o << "Galois keys: none; relinearization key: " << (spec_.relin_keys ? "yes" : "no") << "\n";

@@ -4,7 +4,7 @@
 // cancer-logreg; the plan's parameters and refusals. The timing of a full
 // batch (encrypt / evaluate / decrypt, images per second) is the DISABLED_
 // test at the end:
-//   build-b/blindfold_backends_test --gtest_also_run_disabled_tests \
+//   build-b/blindfold_backends_test --gtest_also_run_disabled_tests
 //     --gtest_filter='HeBatch.DISABLED_FullBatchThroughput'
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -303,7 +303,9 @@ TEST(HeBatch, RefusesInputsOfTheWrongCountLevelOrContext) {
   EXPECT_THROW(prog->evaluate(client.keys, fewer), Error);
   auto lower = cts;
   lower[3].drop_to_level(0);
-  if (prog->spec().input_level > 0) EXPECT_THROW(prog->evaluate(client.keys, lower), Error);
+  if (prog->spec().input_level > 0) {
+    EXPECT_THROW(prog->evaluate(client.keys, lower), Error);
+  }
   auto scaled = cts;
   scaled[0].set_scale(scaled[0].scale() * 2);
   EXPECT_THROW(prog->evaluate(client.keys, scaled), Error);

@@ -56,6 +56,7 @@
 
 #include "backends/he/layers.h"
 #include "backends/he/modes.h"
+#include "backends/lowering.h"
 #include "core/error.h"
 #include "he/ckks.h"
 
@@ -144,11 +145,7 @@ class MagnitudeRefusal : public Refusal {
   using Refusal::Refusal;
 };
 
-std::int64_t numel(const Shape& s) {
-  std::int64_t n = 1;
-  for (auto d : s) n *= d;
-  return n;
-}
+using lowering::numel;
 
 std::int64_t pow2_at_least(std::int64_t v) {
   std::int64_t p = 1;
@@ -621,16 +618,9 @@ double max_abs(const std::vector<double>& v) {
   return r;
 }
 
-std::string fmt(double v, int prec = 3) {
-  std::ostringstream o;
-  o.precision(prec);
-  o << v;
-  return o.str();
-}
-
 std::string log2_str(double v) {
   if (v <= 0) return "0";
-  return "2^" + fmt(std::log2(v), 3);
+  return "2^" + format_short(std::log2(v), 3);
 }
 
 // Everything build() decides, without the context (latency_support runs it).
@@ -831,10 +821,11 @@ Plan make_plan_at(const Chain& chain, const Plan& base, std::size_t n, int s_bit
       log_scale = 2 * log_scale - plan.params.chain_bits[static_cast<std::size_t>(level)];
       if (need + log_scale > room) {
         throw MagnitudeRefusal(
-            L.node, "values up to " + fmt(out_bound) + " (interval bound for |input| <= " +
-                        fmt(plan.input_bound) + ") at scale 2^" + fmt(log_scale) +
-                        " do not fit level " + std::to_string(level - 1) + " (" + fmt(room) +
-                        " bits) with " + std::to_string(kMarginBits) + " bits of margin");
+            L.node, "values up to " + format_short(out_bound) +
+                        " (interval bound for |input| <= " + format_short(plan.input_bound) +
+                        ") at scale 2^" + format_short(log_scale) + " do not fit level " +
+                        std::to_string(level - 1) + " (" + format_short(room) + " bits) with " +
+                        std::to_string(kMarginBits) + " bits of margin");
       }
       // (x + e)(x + e + b) - x (x + b) = e (2x + b) + e^2; b's encoding
       // rounds at the input's scale; relinearization (divided by q_l) and
@@ -882,7 +873,7 @@ Plan make_plan_at(const Chain& chain, const Plan& base, std::size_t n, int s_bit
         if (bytes > kMaxPlaintextBytes) {
           throw Refusal(L.node, std::to_string(st.lin.diagonals) + " diagonals at level " +
                                     std::to_string(level) + " would hold " +
-                                    fmt(bytes / (1 << 30)) + " GiB of plaintexts");
+                                    format_short(bytes / (1 << 30)) + " GiB of plaintexts");
         }
       }
       // Where the output would not fit at the input's scale (the last
@@ -892,9 +883,10 @@ Plan make_plan_at(const Chain& chain, const Plan& base, std::size_t n, int s_bit
       const double ls_out = log_scale - st.lin.scale_shift;
       if (ls_out < 20) {
         throw MagnitudeRefusal(
-            L.node, "values up to " + fmt(out_bound) + " (interval bound for |input| <= " +
-                        fmt(plan.input_bound) + ") leave a scale of 2^" + fmt(ls_out) +
-                        " at level " + std::to_string(level - 1) + " (" + fmt(room) + " bits)");
+            L.node, "values up to " + format_short(out_bound) +
+                        " (interval bound for |input| <= " + format_short(plan.input_bound) +
+                        ") leave a scale of 2^" + format_short(ls_out) + " at level " +
+                        std::to_string(level - 1) + " (" + format_short(room) + " bits)");
       }
       for (int s : st.lin.baby_steps)
         if (s) galois.insert(s);
@@ -1016,15 +1008,17 @@ Plan make_plan(const Chain& chain, const ProgramOptions& options) {
             (s == kMaxScaleBits ? " (the largest this mode uses)" : " (the largest that fits)");
         if (out_bits) {
           plan.why_n += "; a second bottom prime of " + std::to_string(out_bits) +
-                        " bits holds outputs up to " + fmt(plan.output_bound) + " at that scale";
+                        " bits holds outputs up to " + format_short(plan.output_bound) +
+                        " at that scale";
         }
         if (!skipped.empty()) plan.why_n += "; " + skipped;
         return plan;
       }
-      why = "expected output error " + fmt(plan.output_error) + " (6 sigma " +
-            fmt(kSigmas * plan.output_sigma) + " + worst-case rounding " + fmt(plan.output_worst) +
-            ") exceeds " + fmt(output_error_limit(plan.output_bound)) +
-            " at N = " + std::to_string(n) + ", scale 2^" + std::to_string(s) +
+      why = "expected output error " + format_short(plan.output_error) + " (6 sigma " +
+            format_short(kSigmas * plan.output_sigma) + " + worst-case rounding " +
+            format_short(plan.output_worst) + ") exceeds " +
+            format_short(output_error_limit(plan.output_bound)) + " at N = " + std::to_string(n) +
+            ", scale 2^" + std::to_string(s) +
             ": the arg max of outputs closer than 2^-9 could flip";
       why_node = chain.layers.back().node;
       break;
@@ -1134,8 +1128,8 @@ class LatencyProgram final : public Program {
     }
     if (std::fabs(x.scale() - input_scale_) > 1e-9 * input_scale_) {
       throw_error(ErrorCategory::kBadInput, "he latency program: input scale 2^" +
-                                                fmt(std::log2(x.scale()), 6) + ", expected 2^" +
-                                                std::to_string(plan_.scale_bits));
+                                                format_short(std::log2(x.scale()), 6) +
+                                                ", expected 2^" + std::to_string(plan_.scale_bits));
     }
     const he::Evaluator ev(ctx_, pool_);
     for (const Step& st : plan_.steps) {
@@ -1259,7 +1253,7 @@ class LatencyProgram final : public Program {
     } else {
       o << "element e in slot e, repeated with period " << plan_.input_layout.period;
     }
-    o << "; |input| <= " << fmt(plan_.input_bound)
+    o << "; |input| <= " << format_short(plan_.input_bound)
       << (plan_.input_bound_assumed ? " (assumed: no bound declared)" : "") << "\n";
     o << "layers (level in -> out):\n";
     int hoisted = 0, full = 0;
@@ -1301,7 +1295,8 @@ class LatencyProgram final : public Program {
         for (int s : p.sum_steps) o << (first ? "" : ",") << s, first = false;
         o << "}; " << np << " weight plaintexts" << (p.bias.n() ? " + 1 bias" : "");
       }
-      o << "; |out| <= " << fmt(st.bound_out) << ", error <= " << fmt(st.err_out) << "\n";
+      o << "; |out| <= " << format_short(st.bound_out) << ", error <= " << format_short(st.err_out)
+        << "\n";
     }
     o << "total: " << hoisted << " hoisted + " << full << " full rotations, " << plains
       << " plaintexts (encoded once), " << (plan_.relin ? "relinearization key + " : "")
@@ -1316,12 +1311,13 @@ class LatencyProgram final : public Program {
     }
     o << (spec_.out_slot.size() > 16 ? ",..." : "") << "} at level " << plan_.steps.back().level_out
       << "\n";
-    o << "error budget: output error <= " << fmt(plan_.output_error) << " = 6 sigma ("
-      << fmt(kSigmas * plan_.output_sigma) << ") + worst-case rounding (" << fmt(plan_.output_worst)
-      << "), refused above " << fmt(output_error_limit(plan_.output_bound))
+    o << "error budget: output error <= " << format_short(plan_.output_error) << " = 6 sigma ("
+      << format_short(kSigmas * plan_.output_sigma) << ") + worst-case rounding ("
+      << format_short(plan_.output_worst) << "), refused above "
+      << format_short(output_error_limit(plan_.output_bound))
       << " (every sample whose two largest outputs differ by more than twice that keeps its arg "
          "max); output bound "
-      << fmt(plan_.output_bound) << "\n";
+      << format_short(plan_.output_bound) << "\n";
     return o.str();
   }
 

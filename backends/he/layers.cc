@@ -20,6 +20,8 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <sstream>
+#include <string>
 
 #include "backends/lowering.h"
 #include "core/error.h"
@@ -781,6 +783,13 @@ he::CkksParameters choose_parameters(int depth, int scale_bits, int q0_bits, int
                   "); the largest allowed at 128-bit security is " +
                   std::to_string(he::max_log_qp(32768, he::SecurityLevel::k128)) +
                   " (N = 32768, HE Standard)");
+}
+
+std::string format_short(double v, int precision) {
+  std::ostringstream o;
+  o.precision(precision);
+  o << v;
+  return o.str();
 }
 
 double output_error_limit(double output_bound) {

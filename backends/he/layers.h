@@ -89,6 +89,10 @@ he::CkksParameters choose_parameters(int depth, int scale_bits, int q0_bits, int
 /// twice the limit keeps its arg max.
 double output_error_limit(double output_bound);
 
+/// `v` with `precision` significant digits (the stream's default format),
+/// as plans and refusals print their numbers.
+std::string format_short(double v, int precision = 3);
+
 /// The plaintext reference of a chain on one sample (numel(input_shape)
 /// values, row-major), in double precision: the values the encrypted program
 /// approximates, before the finish. Throws Error(kBadInput) on a wrong size.

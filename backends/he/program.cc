@@ -18,6 +18,7 @@
 
 #include "backends/he/layers.h"
 #include "backends/he/modes.h"
+#include "backends/lowering.h"
 #include "core/error.h"
 
 namespace blindfold::backends::heplan {
@@ -165,11 +166,7 @@ class Reader {
   std::string what_;
 };
 
-std::int64_t numel(const Shape& s) {
-  std::int64_t n = 1;
-  for (std::int64_t d : s) n *= d;
-  return n;
-}
+using lowering::numel;
 
 int input_level_of(const ClientSpec& spec, const he::CkksContext& ctx) {
   return spec.input_level < 0 ? ctx.max_level() : spec.input_level;
