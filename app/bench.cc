@@ -68,6 +68,29 @@ std::vector<Tensor> bench_inputs(const model::Graph& g, std::int64_t batch, cons
   return ins;
 }
 
+// The setup phase of `backend` for `graph`, or Error(kUnsupported) naming
+// the node it cannot run.
+void set_up(backends::Backend& backend, const model::Graph& graph,
+            const backends::BackendOptions& bo) {
+  const backends::Support s = backend.supports_with(graph, bo);
+  if (!s.ok) {
+    throw_error(ErrorCategory::kUnsupported,
+                "backend '" + backend.name() + "' cannot run " +
+                    (s.node.empty() ? std::string("this model") : "node '" + s.node + "'") + ": " +
+                    s.reason);
+  }
+  backend.setup(graph, bo);
+}
+
+// Wall time of one call in ms, measured the same way for the measured
+// backend and the baseline.
+double timed_infer(backends::Backend& backend, const std::vector<Tensor>& inputs,
+                   backends::RunMetrics* m) {
+  const auto t0 = Clock::now();
+  backend.infer(inputs, m);
+  return ms_since(t0);
+}
+
 }  // namespace
 
 std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const model::Graph& graph,
@@ -80,14 +103,7 @@ std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const 
 std::unique_ptr<backends::Backend> ready_backend(const std::string& name, const model::Graph& graph,
                                                  const backends::BackendOptions& bo) {
   auto backend = backends::make_backend(name);
-  const backends::Support s = backend->supports_with(graph, bo);
-  if (!s.ok) {
-    throw_error(ErrorCategory::kUnsupported,
-                "backend '" + name + "' cannot run " +
-                    (s.node.empty() ? std::string("this model") : "node '" + s.node + "'") + ": " +
-                    s.reason);
-  }
-  backend->setup(graph, bo);
+  set_up(*backend, graph, bo);
   return backend;
 }
 
@@ -148,21 +164,40 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
   bo.he_mode = o.he_mode;
   bo.trust_simulated_platform = o.trust_simulated_platform;
   bo.model_path = o.model_path;
+  // Made before the measured backend's setup (keys, an enclave's start) is
+  // paid for, so that an unknown name fails at once; set up after it.
+  std::unique_ptr<backends::Backend> baseline;
+  if (!o.baseline.empty()) {
+    try {
+      baseline = backends::make_backend(o.baseline);
+    } catch (const Error& e) {
+      throw_error(e.category(), std::string("--baseline: ") + e.what());
+    }
+  }
   auto backend = ready_backend(o.backend, graph, bo);
   r.trust = backend->trust_model();
   r.setup_ms = backend->setup_cost().ms;
   r.setup_bytes = backend->setup_cost().bytes;
+  if (baseline) set_up(*baseline, graph, bo);
 
   const std::vector<Tensor> inputs = bench_inputs(graph, o.batch, data ? &*data : nullptr);
-  for (int w = 0; w < o.warmup; ++w) backend->infer(inputs, nullptr);
-  std::vector<double> lat, off, on;
+  for (int w = 0; w < o.warmup; ++w) {
+    backend->infer(inputs, nullptr);
+    if (baseline) baseline->infer(inputs, nullptr);
+  }
+  std::vector<double> lat, base_lat, off, on;
   std::vector<double> off_bytes, on_bytes, rounds;
   std::vector<std::pair<std::string, std::vector<double>>> detail;  // in the backend's order
   for (int i = 0; i < o.runs; ++i) {
     backends::RunMetrics m;
-    const auto t0 = Clock::now();
-    backend->infer(inputs, &m);
-    lat.push_back(ms_since(t0));
+    // The baseline goes first on odd runs: neither side always follows the
+    // other (warm caches, the clock's frequency), so order effects cancel. It
+    // fills metrics too, so that both calls do the same bookkeeping.
+    backends::RunMetrics base_m;
+    const bool baseline_first = baseline && i % 2 == 1;
+    if (baseline_first) base_lat.push_back(timed_infer(*baseline, inputs, &base_m));
+    lat.push_back(timed_infer(*backend, inputs, &m));
+    if (baseline && !baseline_first) base_lat.push_back(timed_infer(*baseline, inputs, &base_m));
     off.push_back(m.offline.ms);
     on.push_back(m.online.ms);
     off_bytes.push_back(static_cast<double>(m.offline.bytes));
@@ -185,6 +220,18 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
   r.offline_bytes = static_cast<std::int64_t>(summarize(off_bytes).median);
   r.online_bytes = static_cast<std::int64_t>(summarize(on_bytes).median);
   r.online_rounds = static_cast<std::int64_t>(summarize(rounds).median);
+  if (baseline) {
+    BaselineResult b;
+    b.backend = o.baseline;
+    b.latency_ms = summarize(base_lat);
+    b.ratio_of_medians = r.latency_ms.median / b.latency_ms.median;
+    b.ratio_of_minima = r.latency_ms.min / b.latency_ms.min;
+    // Pairs are neighbours in time: their ratio sees the least drift.
+    std::vector<double> pair_ratios;
+    for (std::size_t i = 0; i < lat.size(); ++i) pair_ratios.push_back(lat[i] / base_lat[i]);
+    b.median_pair_ratio = summarize(pair_ratios).median;
+    r.baseline = b;
+  }
 
   if (data) {
     const EvalResult e =
@@ -206,6 +253,19 @@ std::string to_json(const BenchResult& r) {
   j["runs"] = r.runs;
   j["latency_ms"] = {
       {"median", r.latency_ms.median}, {"min", r.latency_ms.min}, {"max", r.latency_ms.max}};
+  if (r.baseline) {
+    const BaselineResult& b = *r.baseline;
+    nlohmann::ordered_json bj;
+    bj["backend"] = b.backend;
+    bj["latency_ms"] = {
+        {"median", b.latency_ms.median}, {"min", b.latency_ms.min}, {"max", b.latency_ms.max}};
+    bj["ratio_of_medians"] = b.ratio_of_medians;
+    bj["ratio_of_minima"] = b.ratio_of_minima;
+    bj["median_pair_ratio"] = b.median_pair_ratio;
+    j["baseline"] = bj;
+  } else {
+    j["baseline"] = nullptr;
+  }
   j["phases_ms"] = {{"setup", r.setup_ms}, {"offline", r.offline_ms}, {"online", r.online_ms}};
   j["bytes"] = {{"setup", r.setup_bytes}, {"offline", r.offline_bytes}, {"online", r.online_bytes}};
   j["rounds"] = {{"online", r.online_rounds}};

@@ -21,11 +21,11 @@ struct BenchOptions {
   int runs = 20;
   int warmup = 2;
   unsigned threads = 0;
-  int frac_bits = 0;                // MPC fixed point; 0: backend default
-  std::string output;                // "logits" or "label" (MPC backends); "": default
-  double input_bound = 0;            // MPC: |input| bound for the comparisons; 0: the model's metadata
-  std::string he_mode;               // he: "latency" | "batch"; "": latency
-  std::int64_t eval_batch = 64;     // batch size of the accuracy evaluation
+  int frac_bits = 0;             // MPC fixed point; 0: backend default
+  std::string output;            // "logits" or "label" (MPC backends); "": default
+  double input_bound = 0;        // MPC: |input| bound for the comparisons; 0: the model's metadata
+  std::string he_mode;           // he: "latency" | "batch"; "": latency
+  std::int64_t eval_batch = 64;  // batch size of the accuracy evaluation
   /// When set, inputs are the dataset's first samples and accuracy and
   /// agreement with plaintext are measured over `eval_limit` samples.
   std::optional<std::string> dataset;
@@ -36,10 +36,24 @@ struct BenchOptions {
   /// model file the enclave loads (BackendOptions).
   bool trust_simulated_platform = false;
   std::string model_path;
+  /// Another backend run on the same inputs with the same options, its calls
+  /// interleaved with the measured backend's, so that the machine's speed
+  /// drifting between minutes hits both alike; "": none. May equal `backend`
+  /// (an A/A run: how precise the ratio is).
+  std::string baseline;
 };
 
 struct Summary {
   double median = 0, min = 0, max = 0;
+};
+
+/// The baseline's side of an interleaved run (BenchOptions::baseline).
+struct BaselineResult {
+  std::string backend;
+  Summary latency_ms;
+  double ratio_of_medians = 0;   // median(measured) / median(baseline)
+  double ratio_of_minima = 0;    // min(measured) / min(baseline)
+  double median_pair_ratio = 0;  // median over runs i of measured[i] / baseline[i]
 };
 
 struct BenchResult {
@@ -59,6 +73,7 @@ struct BenchResult {
   std::int64_t samples = 0;  // samples evaluated for accuracy
   double throughput = 0;     // samples per second over the evaluation
   backends::TrustModel trust;
+  std::optional<BaselineResult> baseline;  // only with BenchOptions::baseline
 };
 
 /// Backend `name` set up for `graph` (the setup phase), or Error(kUnsupported)

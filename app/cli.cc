@@ -150,6 +150,12 @@ int cmd_bench(const std::string& path, BenchOptions o, bool json) {
                 100 * *r.accuracy, static_cast<long long>(r.samples),
                 100 * *r.agreement_with_plain);
   }
+  if (r.baseline) {
+    const BaselineResult& b = *r.baseline;
+    std::printf("vs %s: %.2fx (medians %.3f / %.3f ms; minima %.2fx; median pair ratio %.2fx)\n",
+                b.backend.c_str(), b.ratio_of_medians, r.latency_ms.median, b.latency_ms.median,
+                b.ratio_of_minima, b.median_pair_ratio);
+  }
   for (const auto& [name, value] : r.detail) std::printf("%s: %.6g\n", name.c_str(), value);
   std::printf("trust: %s\n", r.trust.summary.c_str());
   return 0;
@@ -270,7 +276,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "blindfold 0.1.0");
 
-  std::string model_path, backend = "plain", dataset, models_dir = default_models_dir();
+  std::string model_path, backend = "plain", baseline, dataset, models_dir = default_models_dir();
   std::vector<std::string> inputs, outputs;
   std::int64_t limit = 0, batch = 1, eval_batch = 256;
   int runs = 20;
@@ -336,6 +342,9 @@ int main(int argc, char** argv) {
   bench->add_option("--limit,-n", limit, "evaluate the first N samples only (0: all)");
   bench->add_option("--threads", threads, "worker threads (0: all cores)");
   bench->add_option("--models-dir", models_dir, "where shipped models and splits live");
+  bench->add_option("--baseline", baseline,
+                    "also run BACKEND on the same inputs, interleaving its runs with the measured "
+                    "backend's, and report the ratio (the same backend: an A/A check)");
   bench->add_flag("--json", json, "print one JSON object (docs/METRICS.md)");
   mpc_options(bench);
 
@@ -398,6 +407,7 @@ int main(int argc, char** argv) {
       o.input_bound = input_bound;
       o.he_mode = he_mode;
       o.trust_simulated_platform = trust_simulated_platform;
+      o.baseline = baseline;
       if (!dataset.empty()) o.dataset = dataset;
       o.eval_limit = limit;
       o.models_dir = models_dir;

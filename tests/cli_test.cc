@@ -92,10 +92,11 @@ TEST(Cli, BenchJsonHasTheCommonMetrics) {
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   for (const char* k :
-       {"model", "backend", "batch", "runs", "latency_ms", "phases_ms", "bytes", "rounds",
-        "accuracy", "agreement_with_plain", "samples", "trust", "security_bits"}) {
+       {"model", "backend", "batch", "runs", "latency_ms", "baseline", "phases_ms", "bytes",
+        "rounds", "accuracy", "agreement_with_plain", "samples", "trust", "security_bits"}) {
     EXPECT_TRUE(j.contains(k)) << k;
   }
+  EXPECT_TRUE(j["baseline"].is_null());  // no --baseline
   EXPECT_EQ(j["batch"], 4);
   EXPECT_EQ(j["samples"], 200);
   EXPECT_GT(j["latency_ms"]["median"].get<double>(), 0.0);
@@ -104,6 +105,32 @@ TEST(Cli, BenchJsonHasTheCommonMetrics) {
     EXPECT_TRUE(j["phases_ms"].contains(k));
     EXPECT_TRUE(j["bytes"].contains(k));
   }
+}
+
+// Structure only: the ratios are the machine's.
+TEST(Cli, BenchBaselineJsonAndText) {
+  const std::string model = kRoot + "/models/fmnist-mlp.onnx";
+  const Result r = sh("bench " + model + " --backend plain --baseline plain --runs 4 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["runs"], 4);
+  ASSERT_TRUE(j["baseline"].is_object()) << r.out;
+  const auto& b = j["baseline"];
+  for (const char* k :
+       {"backend", "latency_ms", "ratio_of_medians", "ratio_of_minima", "median_pair_ratio"}) {
+    EXPECT_TRUE(b.contains(k)) << k;
+  }
+  EXPECT_EQ(b["backend"], "plain");
+  for (const char* k : {"median", "min", "max"}) {
+    EXPECT_GT(b["latency_ms"][k].get<double>(), 0.0) << k;
+  }
+  for (const char* k : {"ratio_of_medians", "ratio_of_minima", "median_pair_ratio"}) {
+    EXPECT_GT(b[k].get<double>(), 0.0) << k;
+  }
+  const Result t = sh("bench " + model + " --backend plain --baseline plain --runs 2");
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.out.find("vs plain: "), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("median pair ratio"), std::string::npos) << t.out;
 }
 
 TEST(Cli, MissingModelFile) {
@@ -155,6 +182,8 @@ TEST(Cli, WrongInputShapeDtypeAndAbsurdDims) {
 TEST(Cli, UnknownBackendAndDataset) {
   const std::string model = kRoot + "/models/fmnist-mlp.onnx";
   expect_clean_error(sh("bench " + model + " --backend nope"), 3, "unknown backend 'nope'");
+  expect_clean_error(sh("bench " + model + " --baseline nosuch"), 3,
+                     "--baseline: unknown backend 'nosuch'");
   expect_clean_error(sh("eval " + model + " --dataset imagenet"), 3, "unknown dataset");
 }
 
