@@ -14,12 +14,11 @@ namespace blindfold {
 
 namespace {
 thread_local bool t_in_task = false;
-// How long an idle worker polls for new work before sleeping, and how long
-// the caller polls for workers to finish before yielding its core.
-constexpr auto kSpin = std::chrono::microseconds(100);
+// How long the caller polls for workers to finish before yielding its core.
+constexpr auto kSpin = ThreadPool::kDefaultSpin;
 }  // namespace
 
-ThreadPool::ThreadPool(unsigned threads) {
+ThreadPool::ThreadPool(unsigned threads, std::chrono::microseconds spin) : spin_(spin) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   size_ = threads;
   for (unsigned i = 1; i < size_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -62,7 +61,7 @@ void ThreadPool::worker_loop(unsigned index) {
     int polls = 0;
     while (generation_.load() == seen && !stop_.load()) {
       BLINDFOLD_PAUSE();
-      if (++polls % 64 == 0 && std::chrono::steady_clock::now() - t0 > kSpin) {
+      if (++polls % 64 == 0 && std::chrono::steady_clock::now() - t0 > spin_) {
         std::unique_lock<std::mutex> lock(mu_);
         sleepers_.fetch_add(1);
         cv_.wait(lock, [&] { return generation_.load() != seen || stop_.load(); });

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -22,8 +23,14 @@ namespace blindfold {
 
 class ThreadPool {
  public:
+  /// How long idle workers poll for new work before sleeping, by default.
+  static constexpr std::chrono::microseconds kDefaultSpin{100};
+
   /// `threads` = total workers including the caller; 0 means hardware cores.
-  explicit ThreadPool(unsigned threads = 0);
+  /// `spin`: how long an idle worker polls before it sleeps (longer keeps
+  /// workers awake across the gaps between a server's back-to-back requests,
+  /// at the price of that much CPU after the last one).
+  explicit ThreadPool(unsigned threads = 0, std::chrono::microseconds spin = kDefaultSpin);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -44,6 +51,7 @@ class ThreadPool {
   void run_chunk(unsigned index);
 
   unsigned size_;
+  std::chrono::microseconds spin_;
   std::vector<std::thread> workers_;
   std::mutex call_mu_;  // serialises parallel_for calls from different threads
 

@@ -17,6 +17,8 @@ class Executor {
  public:
   /// `graph` must outlive the executor.
   explicit Executor(const Graph& graph, ThreadPool& pool = ThreadPool::global());
+  /// The pool the kernels run on.
+  ThreadPool& pool() const { return pool_; }
 
   /// Runs the graph on `inputs` (one per graph input, in order). The batch
   /// size is read from the first batch-scaled dimension of the inputs.

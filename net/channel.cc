@@ -58,6 +58,12 @@ void Channel::send(std::string_view tag, std::span<const std::uint8_t> payload) 
 }
 
 Bytes Channel::recv(std::string_view tag) {
+  Bytes payload;
+  recv_into(tag, payload);
+  return payload;
+}
+
+void Channel::recv_into(std::string_view tag, Bytes& payload) {
   check_usable();
   // Anything buffered must reach the peer before we wait for its answer.
   flush();
@@ -86,7 +92,7 @@ Bytes Channel::recv(std::string_view tag) {
            "message '" + want + "' announces " + std::to_string(len) +
                " bytes, more than the limit of " + std::to_string(max_message_));
     }
-    Bytes payload(static_cast<std::size_t>(len));
+    payload.resize(static_cast<std::size_t>(len));
     if (len) read_bytes(payload, deadline);
     last_was_send_ = false;
     if (party_rounds_) party_rounds_->last_was_send = false;
@@ -97,7 +103,6 @@ Bytes Channel::recv(std::string_view tag) {
     t.bytes += n;
     t.messages += 1;
     if (on_receive_) on_receive_(want, payload);
-    return payload;
   } catch (const Error& e) {
     if (broken_) throw;
     fail(static_cast<int>(e.category()), "receiving '" + want + "': " + e.what());

@@ -82,6 +82,11 @@ class Channel {
   /// Error(kPeerFailure) on timeout or when the peer disconnects. After any
   /// error the channel is broken and further use throws.
   Bytes recv(std::string_view tag);
+  /// recv() into `payload`, whose capacity is reused (no allocation or
+  /// zero-filling when it is already large enough: for repeated large
+  /// messages). `payload` is resized to the message; on error its contents
+  /// are unspecified.
+  void recv_into(std::string_view tag, Bytes& payload);
 
   /// Pushes buffered bytes to the peer (transports may batch small writes).
   void flush();

@@ -5,12 +5,15 @@
 #include <openssl/kdf.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/random.h"
@@ -24,7 +27,7 @@ constexpr std::size_t kGcmTagBytes = 16;
 constexpr std::size_t kHelloBytes = 1 + kClientNonceBytes + kX25519KeyBytes;
 constexpr std::size_t kEvidenceHeadBytes = 1 + kX25519KeyBytes + 4;
 constexpr std::string_view kTranscriptLabel = "blindfold tee handshake v1";
-constexpr std::string_view kRecordLabel = "blindfold tee record v1";
+constexpr std::string_view kRecordLabel = "blindfold tee record v2";
 constexpr std::string_view kClientFinished = "client finished";
 constexpr std::string_view kEnclaveFinished = "enclave finished";
 constexpr std::string_view kTagHello = "tee-hello";
@@ -191,7 +194,9 @@ ClientHello parse_client_hello(std::span<const std::uint8_t> msg) {
   if (msg.size() != kHelloBytes)
     bad("tee-hello is " + std::to_string(msg.size()) + " bytes, not " +
         std::to_string(kHelloBytes));
-  if (msg[0] != kChannelVersion) bad("tee-hello has version " + std::to_string(msg[0]) + ", not 1");
+  if (msg[0] != kChannelVersion)
+    bad("tee-hello has version " + std::to_string(msg[0]) + ", not " +
+        std::to_string(kChannelVersion));
   ClientHello h;
   std::memcpy(h.nonce.data(), msg.data() + 1, h.nonce.size());
   std::memcpy(h.key.data(), msg.data() + 1 + h.nonce.size(), h.key.size());
@@ -210,7 +215,8 @@ Bytes serialize_client_hello(const ClientHello& h) {
 EnclaveEvidence parse_enclave_evidence(std::span<const std::uint8_t> msg) {
   if (msg.size() < kEvidenceHeadBytes) bad("tee-evidence is shorter than its header");
   if (msg[0] != kChannelVersion)
-    bad("tee-evidence has version " + std::to_string(msg[0]) + ", not 1");
+    bad("tee-evidence has version " + std::to_string(msg[0]) + ", not " +
+        std::to_string(kChannelVersion));
   EnclaveEvidence e;
   std::memcpy(e.key.data(), msg.data() + 1, e.key.size());
   const std::uint8_t* p = msg.data() + 1 + e.key.size();
@@ -254,24 +260,85 @@ SealedChannel::~SealedChannel() {
 
 namespace {
 
-// Nonce (4 zero bytes || u64 BE counter) and associated data of one record.
-void record_nonce_aad(bool from_client, std::uint64_t counter, std::string_view tag,
-                      std::array<std::uint8_t, 12>& nonce, Bytes& aad) {
-  nonce.fill(0);
-  put_be64(nonce.data() + 4, counter);
-  aad.clear();
-  append(aad, kRecordLabel);
-  aad.push_back(from_client ? 'C' : 'E');
-  std::uint8_t ctr[8];
-  put_be64(ctr, counter);
-  aad.insert(aad.end(), ctr, ctr + 8);
-  aad.push_back(static_cast<std::uint8_t>(tag.size()));
-  append(aad, tag);
+void put_be32(std::uint8_t* p, std::uint32_t v) {
+  for (int i = 3; i >= 0; --i) {
+    p[i] = static_cast<std::uint8_t>(v);
+    v >>= 8;
+  }
+}
+
+std::size_t segment_count(std::size_t plaintext_bytes) {
+  return plaintext_bytes == 0 ? 1 : (plaintext_bytes + kSegmentBytes - 1) / kSegmentBytes;
+}
+
+// The plaintext length a sealed payload of `wire` bytes carries, or nullopt
+// when no plaintext length gives that many bytes.
+std::optional<std::size_t> record_plaintext_bytes(std::size_t wire) {
+  if (wire < kSegmentTagBytes) return std::nullopt;
+  const std::size_t n = (wire + kSegmentBytes + kSegmentTagBytes - 1) /
+                        (kSegmentBytes + kSegmentTagBytes);
+  const std::size_t p = wire - n * kSegmentTagBytes;  // wire >= 16 n for every wire >= 16
+  if (segment_count(p) != n) return std::nullopt;
+  return p;
+}
+
+// Nonce and associated data of segment `index` of a record (the format in
+// channel.h). The AAD is built once per record; only its index field changes.
+class RecordAad {
+ public:
+  RecordAad(bool from_client, std::uint64_t counter, std::size_t plaintext_bytes,
+            std::string_view tag)
+      : counter_(counter), aad_(kRecordLabel.begin(), kRecordLabel.end()) {
+    aad_.push_back(from_client ? 'C' : 'E');
+    std::uint8_t b[8];
+    put_be64(b, counter);
+    aad_.insert(aad_.end(), b, b + 8);
+    put_be64(b, static_cast<std::uint64_t>(plaintext_bytes));
+    aad_.insert(aad_.end(), b, b + 8);
+    index_at_ = aad_.size();
+    aad_.insert(aad_.end(), 4, 0);
+    aad_.push_back(static_cast<std::uint8_t>(tag.size()));
+    append(aad_, tag);
+  }
+  // Writes segment `index`'s nonce, and its AAD into `aad` (a copy of the
+  // template, so that threads sealing different segments share nothing).
+  void segment(std::uint32_t index, std::array<std::uint8_t, 12>& nonce, Bytes& aad) const {
+    put_be32(nonce.data(), index);
+    put_be64(nonce.data() + 4, counter_);
+    aad = aad_;
+    put_be32(aad.data() + index_at_, index);
+  }
+
+ private:
+  std::uint64_t counter_;
+  Bytes aad_;
+  std::size_t index_at_ = 0;
+};
+
+// Runs fn(begin, end) over the segments [0, n): on `pool` when there is one
+// and more than one segment, else on this thread.
+void for_segments(ThreadPool* pool, std::size_t n,
+                  const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  if (pool && n > 1) {
+    pool->parallel_for(static_cast<std::int64_t>(n), fn);
+  } else {
+    fn(0, static_cast<std::int64_t>(n));
+  }
 }
 
 }  // namespace
 
+std::size_t sealed_record_bytes(std::size_t plaintext_bytes) {
+  return plaintext_bytes + kSegmentTagBytes * segment_count(plaintext_bytes);
+}
+
 void SealedChannel::send(std::string_view tag, std::span<const std::uint8_t> plaintext) {
+  const std::span<const std::uint8_t> one[1] = {plaintext};
+  send_parts(tag, one);
+}
+
+void SealedChannel::send_parts(std::string_view tag,
+                               std::span<const std::span<const std::uint8_t>> parts) {
   if (broken_) bad("the sealed channel is broken after an earlier error");
   if (send_counter_ == std::numeric_limits<std::uint64_t>::max()) {
     broken_ = true;
@@ -279,29 +346,61 @@ void SealedChannel::send(std::string_view tag, std::span<const std::uint8_t> pla
   }
   if (tag.empty() || tag.size() > net::kMaxTagBytes)
     throw_error(ErrorCategory::kBadInput, "attested channel: tag length out of range");
-  if (plaintext.size() > static_cast<std::size_t>(INT_MAX) - kGcmTagBytes)
+  // Where each part starts in the record's plaintext.
+  std::vector<std::size_t> starts(parts.size() + 1, 0);
+  for (std::size_t j = 0; j < parts.size(); ++j) starts[j + 1] = starts[j] + parts[j].size();
+  const std::size_t total = starts.back();
+  if (total > ch_.max_message_bytes() ||
+      total / kSegmentBytes >= std::numeric_limits<std::uint32_t>::max())
     throw_error(ErrorCategory::kBadInput, "attested channel: record too large");
-  std::array<std::uint8_t, 12> nonce;
-  Bytes aad;
-  record_nonce_aad(client_side_, send_counter_, tag, nonce, aad);
-  Bytes out(plaintext.size() + kGcmTagBytes);
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-  int len = 0;
-  if (!ctx ||
-      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, send_key_.data(), nonce.data()) !=
-          1 ||
-      EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), out.data(), &len, plaintext.data(),
-                        static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), out.data() + len, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kGcmTagBytes,
-                          out.data() + plaintext.size()) != 1) {
+  const std::size_t n_seg = segment_count(total);
+  tx_.resize(sealed_record_bytes(total));
+  const RecordAad aad_of(client_side_, send_counter_, total, tag);
+
+  std::atomic<bool> failed{false};
+  for_segments(pool_, n_seg, [&](std::int64_t begin, std::int64_t end) {
+    CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+    if (!ctx ||
+        EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, send_key_.data(), nullptr) != 1) {
+      failed = true;
+      return;
+    }
+    std::array<std::uint8_t, 12> nonce;
+    Bytes aad;
+    std::size_t j = 0;  // the first part that may overlap the segment
+    for (std::int64_t i = begin; i < end; ++i) {
+      const std::size_t a = static_cast<std::size_t>(i) * kSegmentBytes;
+      const std::size_t b = std::min(total, a + kSegmentBytes);
+      std::uint8_t* out = tx_.data() + static_cast<std::size_t>(i) * (kSegmentBytes + kSegmentTagBytes);
+      aad_of.segment(static_cast<std::uint32_t>(i), nonce, aad);
+      int len = 0;
+      bool ok = EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, nullptr, nonce.data()) == 1 &&
+                EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(),
+                                  static_cast<int>(aad.size())) == 1;
+      while (ok && j < parts.size() && starts[j + 1] <= a) ++j;
+      for (std::size_t k = j; ok && k < parts.size() && starts[k] < b; ++k) {
+        const std::size_t from = std::max(a, starts[k]);
+        const std::size_t to = std::min(b, starts[k + 1]);
+        if (from >= to) continue;
+        ok = EVP_EncryptUpdate(ctx.get(), out + (from - a), &len, parts[k].data() + (from - starts[k]),
+                               static_cast<int>(to - from)) == 1;
+      }
+      ok = ok && EVP_EncryptFinal_ex(ctx.get(), out + (b - a), &len) == 1 &&
+           EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kSegmentTagBytes,
+                               out + (b - a)) == 1;
+      if (!ok) {
+        failed = true;
+        return;
+      }
+    }
+  });
+  if (failed) {
     broken_ = true;
     internal("AES-256-GCM encryption failed");
   }
   ++send_counter_;
   try {
-    ch_.send(tag, out);
+    ch_.send(tag, tx_);
     ch_.flush();
   } catch (...) {
     broken_ = true;
@@ -310,45 +409,79 @@ void SealedChannel::send(std::string_view tag, std::span<const std::uint8_t> pla
 }
 
 Bytes SealedChannel::recv(std::string_view tag) {
+  Bytes plain;
+  recv_into(tag, plain);
+  return plain;
+}
+
+void SealedChannel::recv_into(std::string_view tag, Bytes& plaintext) {
+  // Whatever the plaintext buffer held is the caller's: wiped on failure.
+  struct WipeOnFailure {
+    Bytes& b;
+    bool armed = true;
+    ~WipeOnFailure() {
+      if (!armed) return;
+      if (!b.empty()) OPENSSL_cleanse(b.data(), b.size());
+      b.clear();
+    }
+  } guard{plaintext};
   if (broken_) bad("the sealed channel is broken after an earlier error");
-  Bytes rec;
   try {
-    rec = ch_.recv(tag);
+    ch_.recv_into(tag, rx_);
   } catch (...) {
     broken_ = true;
     throw;
   }
-  if (rec.size() < kGcmTagBytes || rec.size() > static_cast<std::size_t>(INT_MAX)) {
+  const std::optional<std::size_t> total = record_plaintext_bytes(rx_.size());
+  if (!total) {
     broken_ = true;
-    bad("sealed record '" + std::string(tag) + "' is shorter than its authentication tag");
+    bad("sealed record '" + std::string(tag) + "' has " + std::to_string(rx_.size()) +
+        " bytes, which no sequence of sealed segments has");
   }
   if (recv_counter_ == std::numeric_limits<std::uint64_t>::max()) {
     broken_ = true;
     bad("record counter exhausted");
   }
-  std::array<std::uint8_t, 12> nonce;
-  Bytes aad;
-  record_nonce_aad(!client_side_, recv_counter_, tag, nonce, aad);
-  const std::size_t n = rec.size() - kGcmTagBytes;
-  Bytes plain(n);
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-  int len = 0;
-  const bool ok =
-      ctx &&
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, recv_key_.data(), nonce.data()) ==
-          1 &&
-      EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), plain.data(), &len, rec.data(), static_cast<int>(n)) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kGcmTagBytes, rec.data() + n) == 1 &&
-      EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &len) == 1;
-  if (!ok) {
-    OPENSSL_cleanse(plain.data(), plain.size());
+  const std::size_t n_seg = segment_count(*total);
+  plaintext.resize(*total);
+  const RecordAad aad_of(!client_side_, recv_counter_, *total, tag);
+
+  std::atomic<bool> failed{false};
+  for_segments(pool_, n_seg, [&](std::int64_t begin, std::int64_t end) {
+    CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+    if (!ctx ||
+        EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, recv_key_.data(), nullptr) != 1) {
+      failed = true;
+      return;
+    }
+    std::array<std::uint8_t, 12> nonce;
+    Bytes aad;
+    for (std::int64_t i = begin; i < end && !failed; ++i) {
+      const std::size_t a = static_cast<std::size_t>(i) * kSegmentBytes;
+      const std::size_t n = std::min(*total, a + kSegmentBytes) - a;
+      const std::uint8_t* in =
+          rx_.data() + static_cast<std::size_t>(i) * (kSegmentBytes + kSegmentTagBytes);
+      aad_of.segment(static_cast<std::uint32_t>(i), nonce, aad);
+      int len = 0;
+      const bool ok =
+          EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, nullptr, nonce.data()) == 1 &&
+          EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) ==
+              1 &&
+          (n == 0 ||
+           EVP_DecryptUpdate(ctx.get(), plaintext.data() + a, &len, in, static_cast<int>(n)) == 1) &&
+          EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kSegmentTagBytes,
+                              const_cast<std::uint8_t*>(in + n)) == 1 &&
+          EVP_DecryptFinal_ex(ctx.get(), plaintext.data() + a + n, &len) == 1;
+      if (!ok) failed = true;
+    }
+  });
+  if (failed) {
     broken_ = true;
     bad("sealed record '" + std::string(tag) + "' number " + std::to_string(recv_counter_) +
         " does not authenticate (altered, replayed, reordered or dropped)");
   }
   ++recv_counter_;
-  return plain;
+  guard.armed = false;
 }
 
 // ---- The handshake ----

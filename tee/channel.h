@@ -20,8 +20,8 @@
 // OpenSSL 3 EVP: X25519, HKDF-SHA256, SHA-256, AES-256-GCM.
 //
 // Handshake (net::Channel tags; integers little-endian):
-//   C -> E "tee-hello":    u8 version=1 | nonce[32] | client X25519 key[32]   (65 bytes)
-//   E -> C "tee-evidence": u8 version=1 | enclave X25519 key[32] |
+//   C -> E "tee-hello":    u8 version=2 | nonce[32] | client X25519 key[32]   (65 bytes)
+//   E -> C "tee-evidence": u8 version=2 | enclave X25519 key[32] |
 //                          u32 evidence_len (1..kMaxEvidenceBytes) | evidence
 //        where the evidence's report_data = binding_report_data(enclave key,
 //        nonce) = SHA-256(enclave key || nonce) || 32 zero bytes.
@@ -35,10 +35,22 @@
 //   C -> E "tee-finished": sealed record 0 (c2s) of "client finished" || th
 //   E -> C "tee-finished": sealed record 0 (s2c) of "enclave finished" || th
 //        (the enclave checks the client's before it serves anything).
-// Record: AES-256-GCM, key k_dir, nonce = 4 zero bytes || u64 big-endian
-//   record counter, AAD = "blindfold tee record v1" || direction byte ('C' or
-//   'E') || u64 big-endian counter || u8 tag length || tag; payload =
-//   ciphertext || 16-byte GCM tag.
+// Record (version 2): the plaintext of P bytes is cut into segments of
+//   kSegmentBytes (16 KiB, TLS 1.3's largest record; the last may be shorter,
+//   and an empty record is one empty segment), each sealed on its own with
+//   AES-256-GCM under key k_dir:
+//     nonce_i = u32 big-endian i || u64 big-endian record counter,
+//     AAD_i   = "blindfold tee record v2" || direction byte ('C' or 'E') ||
+//               u64 BE counter || u64 BE P || u32 BE i || u8 tag length || tag;
+//   payload = ct_0 || gcm_tag_0 || ct_1 || gcm_tag_1 || ...
+//   This is the STREAM construction of online authenticated encryption
+//   (Hoang, Reyhanitabar, Rogaway, Vizar, "Online Authenticated-Encryption
+//   and its Nonce-Reuse Misuse-Resistance", CRYPTO 2015) with the record's
+//   total length in every segment's AAD in place of STREAM's last-segment
+//   flag: segments cannot be dropped, appended, reordered or moved between
+//   records. Segments are independent, so large records are sealed and opened
+//   on several cores (SealedChannel::set_pool); the receiver derives P from
+//   the payload length and refuses lengths no P produces.
 //
 // Threat model. A malicious host relays (and may alter, drop, delay, replay,
 // reorder or inject) every byte between client and enclave. It CANNOT: make a
@@ -66,21 +78,30 @@
 #include <span>
 #include <string_view>
 
+#include "core/thread_pool.h"
 #include "net/channel.h"
 #include "tee/evidence.h"
 #include "tee/policy.h"
 
 namespace blindfold::tee {
 
-inline constexpr std::uint8_t kChannelVersion = 1;
+inline constexpr std::uint8_t kChannelVersion = 2;
 /// Largest evidence accepted in "tee-evidence" (checked before allocation).
 inline constexpr std::size_t kMaxEvidenceBytes = std::size_t{1} << 20;
 inline constexpr std::size_t kX25519KeyBytes = 32;
 inline constexpr std::size_t kClientNonceBytes = 32;
+/// Plaintext bytes per sealed segment of a record, and the tag each carries.
+inline constexpr std::size_t kSegmentBytes = 16384;
+inline constexpr std::size_t kSegmentTagBytes = 16;
+
+/// Payload bytes of a sealed record carrying `plaintext_bytes`.
+std::size_t sealed_record_bytes(std::size_t plaintext_bytes);
 
 /// Messages under AEAD (AES-256-GCM from OpenSSL EVP) over any net::Channel
 /// (which it does not own and which must outlive it): one key per direction,
-/// the nonce a 96-bit record counter, the channel tag in the associated data.
+/// each record a sequence of sealed segments (the record format above), the
+/// record counter and segment index in the nonce, the channel tag in the
+/// associated data.
 /// A replayed, reordered, truncated or altered record is refused with
 /// Error(kBadMessage) and the channel is broken afterwards (every later
 /// send/recv throws). Thread safety: as net::Channel (one sender, one receiver).
@@ -98,10 +119,19 @@ class SealedChannel {
   /// @throws Error(kBadMessage) when the channel is broken or the counter is
   /// exhausted; whatever net::Channel::send throws.
   void send(std::string_view tag, std::span<const std::uint8_t> plaintext);
+  /// send() of the concatenation of `parts`, sealed from where they lie
+  /// (no plaintext copy is made).
+  void send_parts(std::string_view tag, std::span<const std::span<const std::uint8_t>> parts);
   /// @throws Error(kBadMessage) when the record does not authenticate (altered,
   /// replayed, reordered, truncated, another tag); whatever net::Channel::recv
   /// throws (kPeerFailure on transport).
   Bytes recv(std::string_view tag);
+  /// recv() into `plaintext`, whose capacity is reused across calls. On any
+  /// error it is wiped and emptied.
+  void recv_into(std::string_view tag, Bytes& plaintext);
+  /// Seal and open the segments of large records on `pool` too (nullptr, the
+  /// default: on the calling thread only). Not owned; must outlive its use.
+  void set_pool(ThreadPool* pool) { pool_ = pool; }
   net::Channel& transport() { return ch_; }  // for byte/round counters
   std::uint64_t records_sent() const { return send_counter_; }
   std::uint64_t records_received() const { return recv_counter_; }
@@ -114,6 +144,8 @@ class SealedChannel {
   std::array<std::uint8_t, 32> recv_key_;
   std::uint64_t send_counter_ = 0;
   std::uint64_t recv_counter_ = 0;
+  ThreadPool* pool_ = nullptr;
+  Bytes tx_, rx_;  // sealed payloads (ciphertext only), reused across records
   std::atomic<bool> broken_{false};  // set by either the sending or the receiving thread
 };
 

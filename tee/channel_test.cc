@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "net/memory.h"
 #include "tee/crypto.h"
 #include "tee/simulated.h"
@@ -492,6 +494,122 @@ TEST(TeeChannel, FlippedReplayedReorderedTruncatedOrRetaggedRecordsAreRefused) {
   }
 }
 
+// A plaintext of n bytes whose every segment differs.
+Bytes pattern(std::size_t n) {
+  Bytes p(n);
+  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::uint8_t>(i * 131 + (i >> 14));
+  return p;
+}
+
+TEST(TeeChannel, SegmentedRecordsRoundTripOnOneThreadAndOnAPool) {
+  ThreadPool pool(3);
+  const std::size_t sizes[] = {0,
+                               1,
+                               kSegmentBytes - 1,
+                               kSegmentBytes,
+                               kSegmentBytes + 1,
+                               3 * kSegmentBytes,
+                               200'783};
+  for (const bool sender_pool : {false, true}) {
+    for (const bool receiver_pool : {false, true}) {
+      RecordPath p;
+      if (sender_pool) p.sender->set_pool(&pool);
+      if (receiver_pool) p.receiver->set_pool(&pool);
+      Bytes into = pattern(7);  // recv_into reuses and resizes it
+      for (const std::size_t n : sizes) {
+        const Bytes plain = pattern(n);
+        p.sender->send("req", plain);
+        const Bytes wire = p.b->recv("req");
+        EXPECT_EQ(wire.size(), sealed_record_bytes(n)) << n;
+        p.deliver(wire);
+        p.receiver->recv_into("req", into);
+        EXPECT_EQ(into, plain) << n << " bytes, pools " << sender_pool << receiver_pool;
+      }
+    }
+  }
+}
+
+TEST(TeeChannel, SendPartsSealsTheConcatenationExactlyAsSend) {
+  ThreadPool pool(2);
+  const Bytes plain = pattern(3 * kSegmentBytes + 100);
+  // Cut points across and on segment boundaries, with empty parts.
+  const std::vector<std::vector<std::size_t>> cuts = {
+      {}, {0}, {5}, {kSegmentBytes}, {kSegmentBytes - 1, kSegmentBytes, kSegmentBytes + 7},
+      {1, 2, 3, 40000, 40000, plain.size()}};
+  RecordPath whole, parted;
+  parted.sender->set_pool(&pool);
+  for (const auto& c : cuts) {
+    std::vector<std::span<const std::uint8_t>> parts;
+    std::size_t at = 0;
+    for (const std::size_t cut : c) {
+      parts.emplace_back(plain.data() + at, cut - at);
+      at = cut;
+    }
+    parts.emplace_back(plain.data() + at, plain.size() - at);
+    whole.sender->send("req", plain);
+    parted.sender->send_parts("req", parts);
+    // Same keys, same counter: the same ciphertext, byte for byte.
+    EXPECT_EQ(whole.b->recv("req"), parted.b->recv("req"));
+  }
+}
+
+TEST(TeeChannel, SegmentsCannotBeReorderedDroppedAddedOrMoved) {
+  constexpr std::size_t kSeg = kSegmentBytes + kSegmentTagBytes;
+  const Bytes plain = pattern(2 * kSegmentBytes + 500);  // segments 16384, 16384, 500
+  auto refused_with = [&](const std::function<Bytes(const Bytes&, const Bytes&)>& tamper) {
+    RecordPath p;
+    p.sender->send("req", plain);
+    const Bytes r0 = p.b->recv("req");
+    p.sender->send("req", plain);
+    const Bytes r1 = p.b->recv("req");
+    p.deliver(tamper(r0, r1));
+    Bytes into = bytes_of("caller's old contents");
+    try {
+      p.receiver->recv_into("req", into);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::kBadMessage);
+      EXPECT_TRUE(into.empty());  // wiped and emptied on failure
+      return std::string(e.what());
+    }
+    ADD_FAILURE() << "tampered record accepted";
+    return std::string();
+  };
+  const auto seg = [&](const Bytes& r, std::size_t i) {
+    const std::size_t end = std::min(r.size(), (i + 1) * kSeg);
+    return Bytes(r.begin() + static_cast<std::ptrdiff_t>(i * kSeg),
+                 r.begin() + static_cast<std::ptrdiff_t>(end));
+  };
+  const auto cat = [](std::initializer_list<Bytes> parts) {
+    Bytes out;
+    for (const Bytes& b : parts) out.insert(out.end(), b.begin(), b.end());
+    return out;
+  };
+  // Swapped full segments: same length, wrong indices.
+  refused_with([&](const Bytes& r0, const Bytes&) { return cat({seg(r0, 1), seg(r0, 0), seg(r0, 2)}); });
+  // The last segment dropped: a valid length for a shorter record.
+  refused_with([&](const Bytes& r0, const Bytes&) { return cat({seg(r0, 0), seg(r0, 1)}); });
+  // A middle segment dropped.
+  refused_with([&](const Bytes& r0, const Bytes&) { return cat({seg(r0, 0), seg(r0, 2)}); });
+  // A segment repeated.
+  refused_with([&](const Bytes& r0, const Bytes&) {
+    return cat({seg(r0, 0), seg(r0, 0), seg(r0, 1), seg(r0, 2)});
+  });
+  // Segment 1 of the next record (same index, another counter) in its place.
+  refused_with([&](const Bytes& r0, const Bytes& r1) { return cat({seg(r0, 0), seg(r1, 1), seg(r0, 2)}); });
+  // A byte flipped in each segment in turn.
+  for (std::size_t i = 0; i < 3; ++i) {
+    refused_with([&](const Bytes& r0, const Bytes&) {
+      Bytes r = r0;
+      r[i * kSeg + 3] ^= 0x80;
+      return r;
+    });
+  }
+  // Lengths no record has: a full segment plus a part shorter than a tag.
+  const std::string why =
+      refused_with([&](const Bytes& r0, const Bytes&) { return Bytes(r0.begin(), r0.begin() + kSeg + 9); });
+  EXPECT_TRUE(contains(why, "no sequence of sealed segments")) << why;
+}
+
 TEST(TeeChannel, FlippedRecordInAnAttestedSessionIsRefused) {
   Mitm m;
   Failure served;
@@ -540,7 +658,9 @@ TEST(TeeChannel, HandshakeMessageParsersCheckEveryLength) {
   hb.push_back(0);
   EXPECT_THROW(parse_client_hello(hb), Error);
   hb.pop_back();
-  hb[0] = 2;
+  hb[0] = 1;  // the version before segmented records
+  EXPECT_THROW(parse_client_hello(hb), Error);
+  hb[0] = kChannelVersion + 1;
   EXPECT_THROW(parse_client_hello(hb), Error);
 
   EnclaveEvidence e;

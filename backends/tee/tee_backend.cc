@@ -186,11 +186,16 @@ void TeeBackend::rethrow_transport(const Error& e) {
 }
 
 teewire::Response TeeBackend::call(std::span<const std::uint8_t> request) {
+  const std::span<const std::uint8_t> one[1] = {request};
+  return call_parts(one);
+}
+
+teewire::Response TeeBackend::call_parts(std::span<const std::span<const std::uint8_t>> request) {
   if (!session_.channel) throw_error(ErrorCategory::kInternal, "tee backend used before setup");
   try {
-    session_.channel->send(teewire::kRequestTag, request);
-    const tee::Bytes reply = session_.channel->recv(teewire::kResponseTag);
-    return teewire::decode_response(reply);
+    session_.channel->send_parts(teewire::kRequestTag, request);
+    session_.channel->recv_into(teewire::kResponseTag, reply_);
+    return teewire::decode_response(reply_);
   } catch (const Error& e) {
     rethrow_transport(e);
   }
@@ -201,11 +206,10 @@ std::vector<Tensor> TeeBackend::infer(const std::vector<Tensor>& inputs, RunMetr
   const auto t0 = Clock::now();
   const std::int64_t b0 = transport_bytes(*channel_);
   const std::int64_t sent0 = channel_->stats().sent.bytes;
-  teewire::Response r;
-  {
-    tee::Bytes request = teewire::encode_request(inputs);
-    r = call(request);
-  }
+  // Sealed from the tensors' own memory: the request is never copied
+  // together in plaintext.
+  const teewire::RequestParts request = teewire::request_parts(inputs);
+  teewire::Response r = call_parts(request.parts);
   if (!r.ok) throw_error(r.category, "tee: the enclave refused the request: " + r.error);
   if (metrics) {
     metrics->offline = {};

@@ -79,6 +79,7 @@ class TeeBackend final : public Backend {
   teewire::Response call(std::span<const std::uint8_t> request);
 
  private:
+  teewire::Response call_parts(std::span<const std::span<const std::uint8_t>> request);
   [[noreturn]] void rethrow_transport(const Error& e);
   void teardown();
 
@@ -90,6 +91,7 @@ class TeeBackend final : public Backend {
   std::vector<std::uint8_t> recorded_to_enclave_, recorded_from_enclave_;  // after a failed setup
   std::unique_ptr<SyncLocalChannel> channel_;
   tee::AttestedSession session_;
+  tee::Bytes reply_;  // the opened response, reused from call to call
   std::int64_t evidence_bytes_ = 0;
   PhaseCost setup_cost_;
 };

@@ -28,20 +28,22 @@ std::size_t tensor_bytes(const Tensor& t) {
          static_cast<std::size_t>(t.numel()) * (t.dtype() == DType::kFloat32 ? 4 : 8);
 }
 
+// A tensor's elements as they lie in memory.
+std::span<const std::uint8_t> data_bytes(const Tensor& t) {
+  if (t.dtype() == DType::kFloat32) {
+    const auto s = t.f32();
+    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size_bytes()};
+  }
+  const auto s = t.i64();
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size_bytes()};
+}
+
 void put_tensor(Bytes& b, const Tensor& t) {
   b.push_back(t.dtype() == DType::kFloat32 ? 0 : 1);
   b.push_back(static_cast<std::uint8_t>(t.rank()));
   for (std::int64_t d : t.shape()) put_u64(b, static_cast<std::uint64_t>(d));
-  const std::size_t at = b.size();
-  if (t.dtype() == DType::kFloat32) {
-    const auto s = t.f32();
-    b.resize(at + s.size_bytes());
-    if (!s.empty()) std::memcpy(b.data() + at, s.data(), s.size_bytes());
-  } else {
-    const auto s = t.i64();
-    b.resize(at + s.size_bytes());
-    if (!s.empty()) std::memcpy(b.data() + at, s.data(), s.size_bytes());
-  }
+  const auto data = data_bytes(t);
+  b.insert(b.end(), data.begin(), data.end());
 }
 
 // A bounds-checked reader: every take() checks the bytes remaining first.
@@ -90,7 +92,7 @@ void check_header(Reader& r, std::string_view magic, const char* kind) {
   }
 }
 
-Tensor get_tensor(Reader& r, std::uint32_t index) {
+void get_tensor_into(Reader& r, std::uint32_t index, Tensor& t) {
   const std::string name = "tensor " + std::to_string(index);
   const std::uint8_t dt = r.u8("dtype");
   if (dt > 1) bad(name + ": unknown dtype " + std::to_string(dt));
@@ -111,24 +113,27 @@ Tensor get_tensor(Reader& r, std::uint32_t index) {
   }
   // numel <= 2^31 and elem <= 8: the product fits.
   const auto data = r.take(static_cast<std::size_t>(numel) * elem, "tensor data");
-  Tensor t(dt == 0 ? DType::kFloat32 : DType::kInt64, shape);
-  if (numel == 0) return t;
+  t.reset(dt == 0 ? DType::kFloat32 : DType::kInt64, shape);
+  if (numel == 0) return;
   if (dt == 0) {
     std::memcpy(t.f32().data(), data.data(), data.size());
   } else {
     std::memcpy(t.i64().data(), data.data(), data.size());
   }
-  return t;
 }
 
-std::vector<Tensor> get_tensors(Reader& r) {
+void get_tensors_into(Reader& r, std::vector<Tensor>& out) {
   const std::uint32_t n = r.u32("tensor count");
   if (n > kMaxWireTensors) {
     bad(std::to_string(n) + " tensors (at most " + std::to_string(kMaxWireTensors) + ")");
   }
+  out.resize(n);
+  for (std::uint32_t i = 0; i < n; ++i) get_tensor_into(r, i, out[i]);
+}
+
+std::vector<Tensor> get_tensors(Reader& r) {
   std::vector<Tensor> out;
-  out.reserve(n);
-  for (std::uint32_t i = 0; i < n; ++i) out.push_back(get_tensor(r, i));
+  get_tensors_into(r, out);
   return out;
 }
 
@@ -148,19 +153,54 @@ Bytes with_tensors(std::string_view head, const std::vector<Tensor>& ts, std::si
 
 }  // namespace
 
+RequestParts request_parts(const std::vector<Tensor>& inputs) {
+  if (inputs.size() > kMaxWireTensors) {
+    throw_error(ErrorCategory::kBadInput,
+                "tee: at most " + std::to_string(kMaxWireTensors) + " tensors per message");
+  }
+  // The framing first (so that it no longer moves), remembering where each
+  // tensor's framing ends; then the parts alternate framing and data.
+  RequestParts out;
+  Bytes& f = out.framing;
+  f = {'B', 'F', 'T', 'Q', kWireVersion};
+  put_u32(f, static_cast<std::uint32_t>(inputs.size()));
+  std::vector<std::size_t> ends;
+  for (const auto& t : inputs) {
+    f.push_back(t.dtype() == DType::kFloat32 ? 0 : 1);
+    f.push_back(static_cast<std::uint8_t>(t.rank()));
+    for (std::int64_t d : t.shape()) put_u64(f, static_cast<std::uint64_t>(d));
+    ends.push_back(f.size());
+  }
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    out.parts.emplace_back(f.data() + at, ends[i] - at);
+    at = ends[i];
+    out.parts.push_back(data_bytes(inputs[i]));
+  }
+  if (inputs.empty()) out.parts.emplace_back(f.data(), f.size());
+  return out;
+}
+
 Bytes encode_request(const std::vector<Tensor>& inputs) {
-  Bytes b = with_tensors("BFTQ", inputs, 1);
-  b.push_back(kWireVersion);
-  put_u32(b, static_cast<std::uint32_t>(inputs.size()));
-  for (const auto& t : inputs) put_tensor(b, t);
+  const RequestParts p = request_parts(inputs);
+  std::size_t total = 0;
+  for (const auto& s : p.parts) total += s.size();
+  Bytes b;
+  b.reserve(total);
+  for (const auto& s : p.parts) b.insert(b.end(), s.begin(), s.end());
   return b;
 }
 
-std::vector<Tensor> decode_request(std::span<const std::uint8_t> msg) {
+void decode_request_into(std::span<const std::uint8_t> msg, std::vector<Tensor>& inputs) {
   Reader r(msg);
   check_header(r, "BFTQ", "request");
-  std::vector<Tensor> ts = get_tensors(r);
+  get_tensors_into(r, inputs);
   r.expect_end();
+}
+
+std::vector<Tensor> decode_request(std::span<const std::uint8_t> msg) {
+  std::vector<Tensor> ts;
+  decode_request_into(msg, ts);
   return ts;
 }
 

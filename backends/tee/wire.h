@@ -36,8 +36,21 @@ inline constexpr const char* kRequestTag = "tee-request";
 inline constexpr const char* kResponseTag = "tee-response";
 
 Bytes encode_request(const std::vector<Tensor>& inputs);
+/// The request encode_request() makes, as pieces to seal where they lie
+/// (tee::SealedChannel::send_parts): the framing bytes are in `framing`, the
+/// tensor data is referenced in `inputs`, which must outlive `parts`.
+struct RequestParts {
+  Bytes framing;
+  std::vector<std::span<const std::uint8_t>> parts;
+};
+/// @throws Error(kBadInput) for more than kMaxWireTensors tensors.
+RequestParts request_parts(const std::vector<Tensor>& inputs);
 /// @throws Error(kBadMessage) naming what is wrong.
 std::vector<Tensor> decode_request(std::span<const std::uint8_t> msg);
+/// decode_request() into `inputs`, reusing the tensors' buffers (no
+/// allocation for a request shaped like the last one). On error the tensors
+/// hold partial data: the caller wipes them.
+void decode_request_into(std::span<const std::uint8_t> msg, std::vector<Tensor>& inputs);
 
 struct Response {
   bool ok = false;
