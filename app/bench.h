@@ -2,6 +2,7 @@
 // comparison report). Schema documented in docs/METRICS.md.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -47,13 +48,17 @@ struct Summary {
   double median = 0, min = 0, max = 0;
 };
 
+/// Calls per block of an interleaved run, and the pause before each block.
+inline constexpr int kBaselineBlockRuns = 10;
+inline constexpr std::chrono::milliseconds kBaselineQuietGap{5};
+
 /// The baseline's side of an interleaved run (BenchOptions::baseline).
 struct BaselineResult {
   std::string backend;
   Summary latency_ms;
   double ratio_of_medians = 0;   // median(measured) / median(baseline)
   double ratio_of_minima = 0;    // min(measured) / min(baseline)
-  double median_pair_ratio = 0;  // median over runs i of measured[i] / baseline[i]
+  double median_block_ratio = 0;  // median over adjacent block pairs of their medians' ratio
 };
 
 struct BenchResult {

@@ -41,11 +41,11 @@ TEST(Bench, BaselineRunsInterleavedAndReportsRatios) {
   EXPECT_LE(b.latency_ms.median, b.latency_ms.max);
   EXPECT_TRUE(positive_finite(b.ratio_of_medians)) << b.ratio_of_medians;
   EXPECT_TRUE(positive_finite(b.ratio_of_minima)) << b.ratio_of_minima;
-  EXPECT_TRUE(positive_finite(b.median_pair_ratio)) << b.median_pair_ratio;
+  EXPECT_TRUE(positive_finite(b.median_block_ratio)) << b.median_block_ratio;
   EXPECT_TRUE(positive_finite(r.latency_ms.median));
 }
 
-// One run is one pair: every ratio is that pair's, the summaries one call's.
+// One run is one block pair: every ratio is that pair's, the summaries one call's.
 TEST(Bench, OneRunIsOnePair) {
   const model::Graph g = model::import_onnx_file(root() + "/models/fmnist-mlp.onnx");
   BenchOptions o;
@@ -57,8 +57,8 @@ TEST(Bench, OneRunIsOnePair) {
   const BaselineResult& b = *r.baseline;
   EXPECT_EQ(b.latency_ms.min, b.latency_ms.max);
   EXPECT_EQ(r.latency_ms.min, r.latency_ms.max);
-  EXPECT_EQ(b.ratio_of_medians, b.median_pair_ratio);
-  EXPECT_EQ(b.ratio_of_minima, b.median_pair_ratio);
+  EXPECT_EQ(b.ratio_of_medians, b.median_block_ratio);
+  EXPECT_EQ(b.ratio_of_minima, b.median_block_ratio);
 }
 
 TEST(Bench, NoBaselineByDefault) {

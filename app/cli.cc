@@ -152,9 +152,9 @@ int cmd_bench(const std::string& path, BenchOptions o, bool json) {
   }
   if (r.baseline) {
     const BaselineResult& b = *r.baseline;
-    std::printf("vs %s: %.2fx (medians %.3f / %.3f ms; minima %.2fx; median pair ratio %.2fx)\n",
+    std::printf("vs %s: %.2fx (medians %.3f / %.3f ms; minima %.2fx; median block ratio %.2fx)\n",
                 b.backend.c_str(), b.ratio_of_medians, r.latency_ms.median, b.latency_ms.median,
-                b.ratio_of_minima, b.median_pair_ratio);
+                b.ratio_of_minima, b.median_block_ratio);
   }
   for (const auto& [name, value] : r.detail) std::printf("%s: %.6g\n", name.c_str(), value);
   std::printf("trust: %s\n", r.trust.summary.c_str());

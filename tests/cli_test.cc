@@ -117,20 +117,20 @@ TEST(Cli, BenchBaselineJsonAndText) {
   ASSERT_TRUE(j["baseline"].is_object()) << r.out;
   const auto& b = j["baseline"];
   for (const char* k :
-       {"backend", "latency_ms", "ratio_of_medians", "ratio_of_minima", "median_pair_ratio"}) {
+       {"backend", "latency_ms", "ratio_of_medians", "ratio_of_minima", "median_block_ratio"}) {
     EXPECT_TRUE(b.contains(k)) << k;
   }
   EXPECT_EQ(b["backend"], "plain");
   for (const char* k : {"median", "min", "max"}) {
     EXPECT_GT(b["latency_ms"][k].get<double>(), 0.0) << k;
   }
-  for (const char* k : {"ratio_of_medians", "ratio_of_minima", "median_pair_ratio"}) {
+  for (const char* k : {"ratio_of_medians", "ratio_of_minima", "median_block_ratio"}) {
     EXPECT_GT(b[k].get<double>(), 0.0) << k;
   }
   const Result t = sh("bench " + model + " --backend plain --baseline plain --runs 2");
   ASSERT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.out.find("vs plain: "), std::string::npos) << t.out;
-  EXPECT_NE(t.out.find("median pair ratio"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("median block ratio"), std::string::npos) << t.out;
 }
 
 TEST(Cli, MissingModelFile) {

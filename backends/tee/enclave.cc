@@ -2,8 +2,11 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <new>
+#include <span>
 
 #include "backends/tee/wire.h"
 #include "core/error.h"
@@ -14,29 +17,52 @@ namespace {
 
 // The client's tensors and the outputs are its secrets: wiped once the answer
 // is on its way, and on every way out of the session.
-void wipe(teewire::Bytes& b) {
-  if (!b.empty()) OPENSSL_cleanse(b.data(), b.size());
+using ByteSpan = std::span<std::uint8_t>;
+
+ByteSpan bytes_of(teewire::Bytes& b) {
+  return {b.data(), b.size()};
 }
-void wipe(std::vector<Tensor>& ts) {
-  for (Tensor& t : ts) {
-    if (t.empty()) continue;
-    if (t.dtype() == DType::kFloat32) {
-      OPENSSL_cleanse(t.f32().data(), t.f32().size_bytes());
-    } else {
-      OPENSSL_cleanse(t.i64().data(), t.i64().size_bytes());
-    }
+ByteSpan bytes_of(Tensor& t) {
+  if (t.dtype() == DType::kFloat32) {
+    const auto s = t.f32();
+    return {reinterpret_cast<std::uint8_t*>(s.data()), s.size_bytes()};
   }
+  const auto s = t.i64();
+  return {reinterpret_cast<std::uint8_t*>(s.data()), s.size_bytes()};
+}
+
+// Wipes the concatenation of `parts`, cut into equal byte ranges across the
+// pool's threads (a batch's request is hundreds of kilobytes).
+void wipe(std::span<const ByteSpan> parts, ThreadPool& pool) {
+  std::size_t total = 0;
+  for (const ByteSpan& p : parts) total += p.size();
+  if (total == 0) return;
+  const auto n = static_cast<std::int64_t>(pool.size());
+  pool.parallel_for(n, [&](std::int64_t c0, std::int64_t c1) {
+    const std::size_t from = total * static_cast<std::size_t>(c0) / static_cast<std::size_t>(n);
+    const std::size_t to = total * static_cast<std::size_t>(c1) / static_cast<std::size_t>(n);
+    std::size_t at = 0;  // where the current part starts in the concatenation
+    for (const ByteSpan& p : parts) {
+      const std::size_t a = std::max(from, at), b = std::min(to, at + p.size());
+      if (a < b) OPENSSL_cleanse(p.data() + (a - at), b - a);
+      at += p.size();
+    }
+  });
 }
 
 // The session's secret buffers, reused from request to request.
 struct SessionBuffers {
-  teewire::Bytes request;      // the opened request
-  std::vector<Tensor> inputs;  // decoded from it
-  teewire::Bytes reply;        // the response before sealing
+  explicit SessionBuffers(ThreadPool& p) : pool(p) {}
+  ThreadPool& pool;
+  teewire::Bytes request;       // the opened request
+  std::vector<Tensor> inputs;   // decoded from it
+  std::vector<Tensor> outputs;  // the engine's answer
+  teewire::Bytes reply;         // the response before sealing
   void wipe_all() {
-    wipe(request);
-    wipe(inputs);
-    wipe(reply);
+    std::vector<ByteSpan> parts{bytes_of(request), bytes_of(reply)};
+    for (Tensor& t : inputs) parts.push_back(bytes_of(t));
+    for (Tensor& t : outputs) parts.push_back(bytes_of(t));
+    wipe(parts, pool);
   }
   ~SessionBuffers() { wipe_all(); }
 };
@@ -52,7 +78,7 @@ EnclaveSessionStats serve_enclave_session(net::Channel& ch, const tee::EvidenceP
   // the engine's workers while the main thread still decrypts.
   sealed->set_pool(&executor.pool());
   EnclaveSessionStats stats;
-  SessionBuffers buf;
+  SessionBuffers buf(executor.pool());
   for (;;) {
     try {
       sealed->recv_into(teewire::kRequestTag, buf.request);
@@ -64,11 +90,10 @@ EnclaveSessionStats serve_enclave_session(net::Channel& ch, const tee::EvidenceP
     try {
       teewire::decode_request_into(buf.request, buf.inputs);
       const auto t0 = std::chrono::steady_clock::now();
-      std::vector<Tensor> outputs = executor.run(buf.inputs);
+      buf.outputs = executor.run(buf.inputs);
       const double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      buf.reply = teewire::encode_ok(outputs, ms);
-      wipe(outputs);
+      buf.reply = teewire::encode_ok(buf.outputs, ms);
       ++stats.requests;
     } catch (const Error& e) {
       buf.reply = teewire::encode_error(e.category(), e.what());
