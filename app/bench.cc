@@ -6,8 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/error.h"
 #include "model/executor.h"
@@ -226,8 +226,6 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
         std::this_thread::sleep_for(kBaselineQuietGap);
         backends::Backend& b = side == 0 ? *backend : *baseline;
         b.infer(inputs, nullptr);
-        std::vector<double>& out = side == 0 ? lat : base_lat;
-        const std::size_t from = out.size();
         for (int i = 0; i < n; ++i) {
           if (side == 0) {
             measured_run();
@@ -237,9 +235,8 @@ BenchResult run_bench(const model::Graph& graph, const std::string& model_name,
             base_lat.push_back(timed_infer(*baseline, inputs, &m));
           }
         }
-        block_median[side] =
-            summarize(std::vector<double>(out.begin() + static_cast<std::ptrdiff_t>(from), out.end()))
-                .median;
+        const std::vector<double>& out = side == 0 ? lat : base_lat;
+        block_median[side] = summarize({out.end() - n, out.end()}).median;
       }
       block_ratios.push_back(block_median[0] / block_median[1]);
       done += n;

@@ -56,8 +56,8 @@ inline constexpr std::chrono::milliseconds kBaselineQuietGap{5};
 struct BaselineResult {
   std::string backend;
   Summary latency_ms;
-  double ratio_of_medians = 0;   // median(measured) / median(baseline)
-  double ratio_of_minima = 0;    // min(measured) / min(baseline)
+  double ratio_of_medians = 0;    // median(measured) / median(baseline)
+  double ratio_of_minima = 0;     // min(measured) / min(baseline)
   double median_block_ratio = 0;  // median over adjacent block pairs of their medians' ratio
 };
 

@@ -275,8 +275,8 @@ std::size_t segment_count(std::size_t plaintext_bytes) {
 // when no plaintext length gives that many bytes.
 std::optional<std::size_t> record_plaintext_bytes(std::size_t wire) {
   if (wire < kSegmentTagBytes) return std::nullopt;
-  const std::size_t n = (wire + kSegmentBytes + kSegmentTagBytes - 1) /
-                        (kSegmentBytes + kSegmentTagBytes);
+  const std::size_t n =
+      (wire + kSegmentBytes + kSegmentTagBytes - 1) / (kSegmentBytes + kSegmentTagBytes);
   const std::size_t p = wire - n * kSegmentTagBytes;  // wire >= 16 n for every wire >= 16
   if (segment_count(p) != n) return std::nullopt;
   return p;
@@ -314,6 +314,16 @@ class RecordAad {
   Bytes aad_;
   std::size_t index_at_ = 0;
 };
+
+// An AES-256-GCM context under `key` for encryption or decryption, or null
+// when OpenSSL fails; each segment then sets only its nonce.
+CipherCtxPtr gcm_context(const Key& key, bool encrypt) {
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  if (!ctx || EVP_CipherInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nullptr,
+                                encrypt ? 1 : 0) != 1)
+    return nullptr;
+  return ctx;
+}
 
 // Runs fn(begin, end) over the segments [0, n): on `pool` when there is one
 // and more than one segment, else on this thread.
@@ -359,9 +369,8 @@ void SealedChannel::send_parts(std::string_view tag,
 
   std::atomic<bool> failed{false};
   for_segments(pool_, n_seg, [&](std::int64_t begin, std::int64_t end) {
-    CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-    if (!ctx ||
-        EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, send_key_.data(), nullptr) != 1) {
+    const CipherCtxPtr ctx = gcm_context(send_key_, true);
+    if (!ctx) {
       failed = true;
       return;
     }
@@ -371,7 +380,8 @@ void SealedChannel::send_parts(std::string_view tag,
     for (std::int64_t i = begin; i < end; ++i) {
       const std::size_t a = static_cast<std::size_t>(i) * kSegmentBytes;
       const std::size_t b = std::min(total, a + kSegmentBytes);
-      std::uint8_t* out = tx_.data() + static_cast<std::size_t>(i) * (kSegmentBytes + kSegmentTagBytes);
+      std::uint8_t* out =
+          tx_.data() + static_cast<std::size_t>(i) * (kSegmentBytes + kSegmentTagBytes);
       aad_of.segment(static_cast<std::uint32_t>(i), nonce, aad);
       int len = 0;
       bool ok = EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, nullptr, nonce.data()) == 1 &&
@@ -382,12 +392,13 @@ void SealedChannel::send_parts(std::string_view tag,
         const std::size_t from = std::max(a, starts[k]);
         const std::size_t to = std::min(b, starts[k + 1]);
         if (from >= to) continue;
-        ok = EVP_EncryptUpdate(ctx.get(), out + (from - a), &len, parts[k].data() + (from - starts[k]),
+        ok = EVP_EncryptUpdate(ctx.get(), out + (from - a), &len,
+                               parts[k].data() + (from - starts[k]),
                                static_cast<int>(to - from)) == 1;
       }
       ok = ok && EVP_EncryptFinal_ex(ctx.get(), out + (b - a), &len) == 1 &&
-           EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kSegmentTagBytes,
-                               out + (b - a)) == 1;
+           EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kSegmentTagBytes, out + (b - a)) ==
+               1;
       if (!ok) {
         failed = true;
         return;
@@ -448,9 +459,8 @@ void SealedChannel::recv_into(std::string_view tag, Bytes& plaintext) {
 
   std::atomic<bool> failed{false};
   for_segments(pool_, n_seg, [&](std::int64_t begin, std::int64_t end) {
-    CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-    if (!ctx ||
-        EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, recv_key_.data(), nullptr) != 1) {
+    const CipherCtxPtr ctx = gcm_context(recv_key_, false);
+    if (!ctx) {
       failed = true;
       return;
     }
@@ -463,15 +473,14 @@ void SealedChannel::recv_into(std::string_view tag, Bytes& plaintext) {
           rx_.data() + static_cast<std::size_t>(i) * (kSegmentBytes + kSegmentTagBytes);
       aad_of.segment(static_cast<std::uint32_t>(i), nonce, aad);
       int len = 0;
-      const bool ok =
-          EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, nullptr, nonce.data()) == 1 &&
-          EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) ==
-              1 &&
-          (n == 0 ||
-           EVP_DecryptUpdate(ctx.get(), plaintext.data() + a, &len, in, static_cast<int>(n)) == 1) &&
-          EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kSegmentTagBytes,
-                              const_cast<std::uint8_t*>(in + n)) == 1 &&
-          EVP_DecryptFinal_ex(ctx.get(), plaintext.data() + a + n, &len) == 1;
+      const bool ok = EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, nullptr, nonce.data()) == 1 &&
+                      EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(),
+                                        static_cast<int>(aad.size())) == 1 &&
+                      (n == 0 || EVP_DecryptUpdate(ctx.get(), plaintext.data() + a, &len, in,
+                                                   static_cast<int>(n)) == 1) &&
+                      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kSegmentTagBytes,
+                                          const_cast<std::uint8_t*>(in + n)) == 1 &&
+                      EVP_DecryptFinal_ex(ctx.get(), plaintext.data() + a + n, &len) == 1;
       if (!ok) failed = true;
     }
   });

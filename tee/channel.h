@@ -145,7 +145,7 @@ class SealedChannel {
   std::uint64_t send_counter_ = 0;
   std::uint64_t recv_counter_ = 0;
   ThreadPool* pool_ = nullptr;
-  Bytes tx_, rx_;  // sealed payloads (ciphertext only), reused across records
+  Bytes tx_, rx_;                    // sealed payloads (ciphertext only), reused across records
   std::atomic<bool> broken_{false};  // set by either the sending or the receiving thread
 };
 

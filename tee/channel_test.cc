@@ -503,13 +503,8 @@ Bytes pattern(std::size_t n) {
 
 TEST(TeeChannel, SegmentedRecordsRoundTripOnOneThreadAndOnAPool) {
   ThreadPool pool(3);
-  const std::size_t sizes[] = {0,
-                               1,
-                               kSegmentBytes - 1,
-                               kSegmentBytes,
-                               kSegmentBytes + 1,
-                               3 * kSegmentBytes,
-                               200'783};
+  const std::size_t sizes[] = {
+      0, 1, kSegmentBytes - 1, kSegmentBytes, kSegmentBytes + 1, 3 * kSegmentBytes, 200'783};
   for (const bool sender_pool : {false, true}) {
     for (const bool receiver_pool : {false, true}) {
       RecordPath p;
@@ -534,7 +529,11 @@ TEST(TeeChannel, SendPartsSealsTheConcatenationExactlyAsSend) {
   const Bytes plain = pattern(3 * kSegmentBytes + 100);
   // Cut points across and on segment boundaries, with empty parts.
   const std::vector<std::vector<std::size_t>> cuts = {
-      {}, {0}, {5}, {kSegmentBytes}, {kSegmentBytes - 1, kSegmentBytes, kSegmentBytes + 7},
+      {},
+      {0},
+      {5},
+      {kSegmentBytes},
+      {kSegmentBytes - 1, kSegmentBytes, kSegmentBytes + 7},
       {1, 2, 3, 40000, 40000, plain.size()}};
   RecordPath whole, parted;
   parted.sender->set_pool(&pool);
@@ -585,7 +584,9 @@ TEST(TeeChannel, SegmentsCannotBeReorderedDroppedAddedOrMoved) {
     return out;
   };
   // Swapped full segments: same length, wrong indices.
-  refused_with([&](const Bytes& r0, const Bytes&) { return cat({seg(r0, 1), seg(r0, 0), seg(r0, 2)}); });
+  refused_with([&](const Bytes& r0, const Bytes&) {
+    return cat({seg(r0, 1), seg(r0, 0), seg(r0, 2)});
+  });
   // The last segment dropped: a valid length for a shorter record.
   refused_with([&](const Bytes& r0, const Bytes&) { return cat({seg(r0, 0), seg(r0, 1)}); });
   // A middle segment dropped.
@@ -595,7 +596,9 @@ TEST(TeeChannel, SegmentsCannotBeReorderedDroppedAddedOrMoved) {
     return cat({seg(r0, 0), seg(r0, 0), seg(r0, 1), seg(r0, 2)});
   });
   // Segment 1 of the next record (same index, another counter) in its place.
-  refused_with([&](const Bytes& r0, const Bytes& r1) { return cat({seg(r0, 0), seg(r1, 1), seg(r0, 2)}); });
+  refused_with([&](const Bytes& r0, const Bytes& r1) {
+    return cat({seg(r0, 0), seg(r1, 1), seg(r0, 2)});
+  });
   // A byte flipped in each segment in turn.
   for (std::size_t i = 0; i < 3; ++i) {
     refused_with([&](const Bytes& r0, const Bytes&) {
@@ -605,8 +608,8 @@ TEST(TeeChannel, SegmentsCannotBeReorderedDroppedAddedOrMoved) {
     });
   }
   // Lengths no record has: a full segment plus a part shorter than a tag.
-  const std::string why =
-      refused_with([&](const Bytes& r0, const Bytes&) { return Bytes(r0.begin(), r0.begin() + kSeg + 9); });
+  const std::string why = refused_with(
+      [&](const Bytes& r0, const Bytes&) { return Bytes(r0.begin(), r0.begin() + kSeg + 9); });
   EXPECT_TRUE(contains(why, "no sequence of sealed segments")) << why;
 }
 
