@@ -555,23 +555,32 @@ TEST(TeeChannel, SendPartsSealsTheConcatenationExactlyAsSend) {
 TEST(TeeChannel, SegmentsCannotBeReorderedDroppedAddedOrMoved) {
   constexpr std::size_t kSeg = kSegmentBytes + kSegmentTagBytes;
   const Bytes plain = pattern(2 * kSegmentBytes + 500);  // segments 16384, 16384, 500
+  // Each tampering is tried against a receiver opening on one thread and on
+  // a pool (segments then fail on either thread).
+  ThreadPool pool(2);
   auto refused_with = [&](const std::function<Bytes(const Bytes&, const Bytes&)>& tamper) {
-    RecordPath p;
-    p.sender->send("req", plain);
-    const Bytes r0 = p.b->recv("req");
-    p.sender->send("req", plain);
-    const Bytes r1 = p.b->recv("req");
-    p.deliver(tamper(r0, r1));
-    Bytes into = bytes_of("caller's old contents");
-    try {
-      p.receiver->recv_into("req", into);
-    } catch (const Error& e) {
-      EXPECT_EQ(e.category(), ErrorCategory::kBadMessage);
-      EXPECT_TRUE(into.empty());  // wiped and emptied on failure
-      return std::string(e.what());
+    std::string why;
+    for (const bool on_pool : {false, true}) {
+      RecordPath p;
+      if (on_pool) p.receiver->set_pool(&pool);
+      p.sender->send("req", plain);
+      const Bytes r0 = p.b->recv("req");
+      p.sender->send("req", plain);
+      const Bytes r1 = p.b->recv("req");
+      p.deliver(tamper(r0, r1));
+      Bytes into = bytes_of("caller's old contents");
+      try {
+        p.receiver->recv_into("req", into);
+        ADD_FAILURE() << "tampered record accepted, pool " << on_pool;
+      } catch (const Error& e) {
+        EXPECT_EQ(e.category(), ErrorCategory::kBadMessage);
+        EXPECT_TRUE(into.empty());  // wiped and emptied on failure
+        why = e.what();
+      }
+      // The channel is broken afterwards.
+      EXPECT_THROW(p.receiver->recv_into("req", into), Error);
     }
-    ADD_FAILURE() << "tampered record accepted";
-    return std::string();
+    return why;
   };
   const auto seg = [&](const Bytes& r, std::size_t i) {
     const std::size_t end = std::min(r.size(), (i + 1) * kSeg);
