@@ -88,17 +88,9 @@ void SyncLocalChannel::write_frame(std::span<const std::uint8_t> header,
 void SyncLocalChannel::read_bytes(std::span<std::uint8_t> out, net::Clock::time_point deadline) {
   std::size_t got = 0;
   while (got < out.size()) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - net::Clock::now());
-    if (left.count() <= 0) throw_error(ErrorCategory::kPeerFailure, "timed out");
-    pollfd p{sock_.fd(), POLLIN, 0};
-    const int r =
-        ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count() + 1, 1 << 30)));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throw_error(ErrorCategory::kPeerFailure, "poll: " + errno_text(errno));
-    }
-    if (r == 0) continue;
+    // Read first and poll only when nothing is there: the bytes asked for
+    // have usually arrived already (the rest of a message whose first bytes
+    // woke us), and a poll is a system call each.
     const ssize_t n = ::recv(sock_.fd(), out.data() + got, out.size() - got, MSG_DONTWAIT);
     if (n > 0) {
       if (record_) {
@@ -106,14 +98,25 @@ void SyncLocalChannel::read_bytes(std::span<std::uint8_t> out, net::Clock::time_
         read_.insert(read_.end(), out.data() + got, out.data() + got + n);
       }
       got += static_cast<std::size_t>(n);
-    } else if (n == 0) {
-      throw_error(ErrorCategory::kPeerFailure, "peer closed the connection");
-    } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+      continue;
+    }
+    if (n == 0) throw_error(ErrorCategory::kPeerFailure, "peer closed the connection");
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
       const int err = errno;
       throw_error(ErrorCategory::kPeerFailure,
                   net::is_disconnect_errno(err)
                       ? "peer closed the connection (" + errno_text(err) + ")"
                       : "recv: " + errno_text(err));
+    }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - net::Clock::now());
+    if (left.count() <= 0) throw_error(ErrorCategory::kPeerFailure, "timed out");
+    pollfd p{sock_.fd(), POLLIN, 0};
+    const int r =
+        ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count() + 1, 1 << 30)));
+    if (r < 0 && errno != EINTR) {
+      throw_error(ErrorCategory::kPeerFailure, "poll: " + errno_text(errno));
     }
   }
 }
