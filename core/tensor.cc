@@ -130,6 +130,18 @@ std::span<const std::int64_t> Tensor::i64() const {
   return {i64_.data(), static_cast<std::size_t>(numel_)};
 }
 
+std::span<std::uint8_t> Tensor::bytes() {
+  if (dtype_ == DType::kFloat32) {
+    return {reinterpret_cast<std::uint8_t*>(f32_.data()),
+            static_cast<std::size_t>(numel_) * sizeof(float)};
+  }
+  return {reinterpret_cast<std::uint8_t*>(i64_.data()),
+          static_cast<std::size_t>(numel_) * sizeof(std::int64_t)};
+}
+std::span<const std::uint8_t> Tensor::bytes() const {
+  return const_cast<Tensor*>(this)->bytes();
+}
+
 std::vector<std::int64_t> Tensor::to_int_vector() const {
   if (dtype_ == DType::kInt64) return {i64_.begin(), i64_.begin() + numel_};
   std::vector<std::int64_t> out;

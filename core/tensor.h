@@ -59,6 +59,10 @@ class Tensor {
   std::span<const float> f32() const;
   std::span<std::int64_t> i64();
   std::span<const std::int64_t> i64() const;
+  /// The elements as the bytes they lie in, whatever the dtype (for
+  /// serializers, and for wiping a tensor that held a secret).
+  std::span<std::uint8_t> bytes();
+  std::span<const std::uint8_t> bytes() const;
 
   /// Values as int64 whatever the dtype (floats truncated): for shape-like
   /// parameters. Throws if a float is not integral.

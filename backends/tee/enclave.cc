@@ -19,18 +19,6 @@ namespace {
 // is on its way, and on every way out of the session.
 using ByteSpan = std::span<std::uint8_t>;
 
-ByteSpan bytes_of(teewire::Bytes& b) {
-  return {b.data(), b.size()};
-}
-ByteSpan bytes_of(Tensor& t) {
-  if (t.dtype() == DType::kFloat32) {
-    const auto s = t.f32();
-    return {reinterpret_cast<std::uint8_t*>(s.data()), s.size_bytes()};
-  }
-  const auto s = t.i64();
-  return {reinterpret_cast<std::uint8_t*>(s.data()), s.size_bytes()};
-}
-
 // Wipes the concatenation of `parts`, cut into equal byte ranges across the
 // pool's threads (a batch's request is hundreds of kilobytes).
 void wipe(std::span<const ByteSpan> parts, ThreadPool& pool) {
@@ -59,9 +47,9 @@ struct SessionBuffers {
   std::vector<Tensor> outputs;  // the engine's answer
   teewire::Bytes reply;         // the response before sealing
   void wipe_all() {
-    std::vector<ByteSpan> parts{bytes_of(request), bytes_of(reply)};
-    for (Tensor& t : inputs) parts.push_back(bytes_of(t));
-    for (Tensor& t : outputs) parts.push_back(bytes_of(t));
+    std::vector<ByteSpan> parts{request, reply};
+    for (Tensor& t : inputs) parts.push_back(t.bytes());
+    for (Tensor& t : outputs) parts.push_back(t.bytes());
     wipe(parts, pool);
   }
   ~SessionBuffers() { wipe_all(); }

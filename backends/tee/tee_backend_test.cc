@@ -81,11 +81,6 @@ std::vector<Tensor> random_inputs(const model::Graph& g, std::int64_t n, unsigne
   return ins;
 }
 
-std::span<const std::uint8_t> bytes_of(const Tensor& t) {
-  const auto f = t.f32();
-  return {reinterpret_cast<const std::uint8_t*>(f.data()), f.size_bytes()};
-}
-
 // Every 16-byte window of `haystack`.
 std::unordered_set<std::string> windows(const std::vector<std::uint8_t>& haystack) {
   std::unordered_set<std::string> w;
@@ -132,7 +127,7 @@ TEST(TeeBackend, AgreesWithPlainOnEveryShippedModel) {
     EXPECT_GT(tee->setup_cost().ms, 0);
     EXPECT_GT(tee->setup_cost().bytes, 0);
     EXPECT_EQ(m.rounds, 1);
-    EXPECT_GT(m.online.bytes, static_cast<std::int64_t>(bytes_of(in[0]).size()));
+    EXPECT_GT(m.online.bytes, static_cast<std::int64_t>(in[0].bytes().size()));
     ASSERT_EQ(m.detail.size(), 6u);
     EXPECT_EQ(m.detail[0].first, "enclave_compute_ms");
     EXPECT_EQ(m.detail[4].first, "handshake_ms");
@@ -159,15 +154,15 @@ TEST(TeeBackend, HostRelaysOnlyCiphertext) {
   const std::vector<Tensor> out2 = tee->infer(in, nullptr);
   const auto up = tee->crossed_to_enclave();
   const auto down = tee->crossed_from_enclave();
-  ASSERT_GT(up.size(), 2 * bytes_of(in[0]).size());  // both requests crossed, sealed
-  ASSERT_GT(down.size(), 2 * bytes_of(out[0]).size());
+  ASSERT_GT(up.size(), 2 * in[0].bytes().size());  // both requests crossed, sealed
+  ASSERT_GT(down.size(), 2 * out[0].bytes().size());
   const auto seen_up = windows(up), seen_down = windows(down);
   // The check can see plaintext: the evidence (measurements in the clear) crossed.
   EXPECT_GT(windows_found(seen_down, *tee->claims().measurement("CODE")), 0);
   // Neither the input nor the output, nor any 16-byte window of them.
   for (const auto* seen : {&seen_up, &seen_down}) {
-    EXPECT_EQ(windows_found(*seen, bytes_of(in[0])), 0);
-    EXPECT_EQ(windows_found(*seen, bytes_of(out[0])), 0);
+    EXPECT_EQ(windows_found(*seen, in[0].bytes()), 0);
+    EXPECT_EQ(windows_found(*seen, out[0].bytes()), 0);
     // Nor the plaintext request as it is serialised inside the sealed record.
     EXPECT_EQ(windows_found(*seen, teewire::encode_request(in)), 0);
   }

@@ -28,21 +28,16 @@ std::size_t tensor_bytes(const Tensor& t) {
          static_cast<std::size_t>(t.numel()) * (t.dtype() == DType::kFloat32 ? 4 : 8);
 }
 
-// A tensor's elements as they lie in memory.
-std::span<const std::uint8_t> data_bytes(const Tensor& t) {
-  if (t.dtype() == DType::kFloat32) {
-    const auto s = t.f32();
-    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size_bytes()};
-  }
-  const auto s = t.i64();
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size_bytes()};
-}
-
-void put_tensor(Bytes& b, const Tensor& t) {
+// A tensor's framing: dtype, rank, dimensions.
+void put_tensor_head(Bytes& b, const Tensor& t) {
   b.push_back(t.dtype() == DType::kFloat32 ? 0 : 1);
   b.push_back(static_cast<std::uint8_t>(t.rank()));
   for (std::int64_t d : t.shape()) put_u64(b, static_cast<std::uint64_t>(d));
-  const auto data = data_bytes(t);
+}
+
+void put_tensor(Bytes& b, const Tensor& t) {
+  put_tensor_head(b, t);
+  const auto data = t.bytes();
   b.insert(b.end(), data.begin(), data.end());
 }
 
@@ -114,12 +109,7 @@ void get_tensor_into(Reader& r, std::uint32_t index, Tensor& t) {
   // numel <= 2^31 and elem <= 8: the product fits.
   const auto data = r.take(static_cast<std::size_t>(numel) * elem, "tensor data");
   t.reset(dt == 0 ? DType::kFloat32 : DType::kInt64, shape);
-  if (numel == 0) return;
-  if (dt == 0) {
-    std::memcpy(t.f32().data(), data.data(), data.size());
-  } else {
-    std::memcpy(t.i64().data(), data.data(), data.size());
-  }
+  if (numel != 0) std::memcpy(t.bytes().data(), data.data(), data.size());
 }
 
 void get_tensors_into(Reader& r, std::vector<Tensor>& out) {
@@ -166,16 +156,14 @@ RequestParts request_parts(const std::vector<Tensor>& inputs) {
   put_u32(f, static_cast<std::uint32_t>(inputs.size()));
   std::vector<std::size_t> ends;
   for (const auto& t : inputs) {
-    f.push_back(t.dtype() == DType::kFloat32 ? 0 : 1);
-    f.push_back(static_cast<std::uint8_t>(t.rank()));
-    for (std::int64_t d : t.shape()) put_u64(f, static_cast<std::uint64_t>(d));
+    put_tensor_head(f, t);
     ends.push_back(f.size());
   }
   std::size_t at = 0;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     out.parts.emplace_back(f.data() + at, ends[i] - at);
     at = ends[i];
-    out.parts.push_back(data_bytes(inputs[i]));
+    out.parts.push_back(inputs[i].bytes());
   }
   if (inputs.empty()) out.parts.emplace_back(f.data(), f.size());
   return out;
