@@ -12,6 +12,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backends/he/layers.h"
@@ -289,6 +290,39 @@ TEST(HeLatency, RefusesWhatItCannotPack) {
   }
 }
 
+// Layers of the hand-built chains below; the tests draw the weights.
+Layer layer(LayerKind kind, const std::string& node, Shape in, Shape out) {
+  Layer l;
+  l.kind = kind;
+  l.node = node;
+  l.in_shape = std::move(in);
+  l.out_shape = std::move(out);
+  return l;
+}
+// A k x k convolution, stride `stride`, `pad` on every side.
+Layer conv_layer(const std::string& node, Shape in, Shape out, std::int64_t k,
+                 std::int64_t stride = 1, std::int64_t pad = 0) {
+  Layer l = layer(LayerKind::kConv, node, std::move(in), std::move(out));
+  l.kh = l.kw = k;
+  l.sh = l.sw = stride;
+  l.pt = l.pl = l.pb = l.pr = pad;
+  return l;
+}
+Layer poly_layer(const std::string& node, const Shape& shape, std::vector<double> b = {}) {
+  Layer l = layer(LayerKind::kPoly, node, shape, shape);
+  l.b = std::move(b);
+  return l;
+}
+// k x k average pooling, stride k.
+Layer pool_layer(const std::string& node, Shape in, Shape out, std::int64_t k) {
+  Layer l = layer(LayerKind::kAvgPool, node, std::move(in), std::move(out));
+  l.kh = l.kw = l.sh = l.sw = k;
+  return l;
+}
+Layer dense_layer(const std::string& node, std::int64_t in, std::int64_t out) {
+  return layer(LayerKind::kDense, node, {in}, {out});
+}
+
 // Builds c's latency program (|input| <= 1; printed) and checks 3 random
 // samples of c's input in [0, 1), each queried alone, against evaluate_chain:
 // every output within `tolerance`, and within the program's declared
@@ -327,31 +361,12 @@ TEST(HeLatency, ConvPolyAvgPoolDense) {
   std::uniform_real_distribution<double> u(-0.5, 0.5);
   Chain c;
   c.input_shape = {2, 6, 6};
-  Layer conv;
-  conv.kind = LayerKind::kConv;
-  conv.node = "conv";
-  conv.in_shape = {2, 6, 6};
-  conv.out_shape = {3, 6, 6};
-  conv.kh = conv.kw = 3;
-  conv.pt = conv.pl = conv.pb = conv.pr = 1;
+  Layer conv = conv_layer("conv", {2, 6, 6}, {3, 6, 6}, 3, 1, 1);
   for (int i = 0; i < 3 * 2 * 9; ++i) conv.weight.push_back(u(rng));
   conv.bias = {0.1, -0.2, 0.05};
-  Layer poly;
-  poly.kind = LayerKind::kPoly;
-  poly.node = "poly";
-  poly.in_shape = poly.out_shape = {3, 6, 6};
-  poly.b = {0.3};
-  Layer pool;
-  pool.kind = LayerKind::kAvgPool;
-  pool.node = "pool";
-  pool.in_shape = {3, 6, 6};
-  pool.out_shape = {3, 3, 3};
-  pool.kh = pool.kw = pool.sh = pool.sw = 2;
-  Layer dense;
-  dense.kind = LayerKind::kDense;
-  dense.node = "dense";
-  dense.in_shape = {27};
-  dense.out_shape = {5};
+  const Layer poly = poly_layer("poly", {3, 6, 6}, {0.3});
+  const Layer pool = pool_layer("pool", {3, 6, 6}, {3, 3, 3}, 2);
+  Layer dense = dense_layer("dense", 27, 5);
   for (int i = 0; i < 5 * 27; ++i) dense.weight.push_back(u(rng));
   dense.bias = {0, 1, 2, 3, 4};
   c.layers = {conv, poly, pool, dense};
@@ -368,46 +383,16 @@ TEST(HeLatency, LaterConvolutionsOnTheGrid) {
   std::uniform_real_distribution<double> u(-0.5, 0.5);
   Chain c;
   c.input_shape = {1, 8, 8};
-  Layer conv1;
-  conv1.kind = LayerKind::kConv;
-  conv1.node = "conv1";
-  conv1.in_shape = {1, 8, 8};
-  conv1.out_shape = {4, 8, 8};
-  conv1.kh = conv1.kw = 3;
-  conv1.pt = conv1.pl = conv1.pb = conv1.pr = 1;
+  Layer conv1 = conv_layer("conv1", {1, 8, 8}, {4, 8, 8}, 3, 1, 1);
   for (int i = 0; i < 4 * 9; ++i) conv1.weight.push_back(u(rng));
   conv1.bias = {0.1, -0.1, 0.2, 0};
-  Layer act1;
-  act1.kind = LayerKind::kPoly;
-  act1.node = "act1";
-  act1.in_shape = act1.out_shape = {4, 8, 8};
-  act1.b = {0.5, -0.5, 0.25, 0};
-  Layer conv2;
-  conv2.kind = LayerKind::kConv;
-  conv2.node = "conv2";
-  conv2.in_shape = {4, 8, 8};
-  conv2.out_shape = {6, 4, 4};
-  conv2.kh = conv2.kw = 3;
-  conv2.sh = conv2.sw = 2;
-  conv2.pt = conv2.pl = conv2.pb = conv2.pr = 1;
+  const Layer act1 = poly_layer("act1", {4, 8, 8}, {0.5, -0.5, 0.25, 0});
+  Layer conv2 = conv_layer("conv2", {4, 8, 8}, {6, 4, 4}, 3, 2, 1);
   for (int i = 0; i < 6 * 4 * 9; ++i) conv2.weight.push_back(u(rng) * 0.5);
   for (int i = 0; i < 6; ++i) conv2.bias.push_back(u(rng));
-  Layer act2;
-  act2.kind = LayerKind::kPoly;
-  act2.node = "act2";
-  act2.in_shape = act2.out_shape = {6, 4, 4};
-  act2.b = {0.1};
-  Layer pool;
-  pool.kind = LayerKind::kAvgPool;
-  pool.node = "pool";
-  pool.in_shape = {6, 4, 4};
-  pool.out_shape = {6, 2, 2};
-  pool.kh = pool.kw = pool.sh = pool.sw = 2;
-  Layer dense;
-  dense.kind = LayerKind::kDense;
-  dense.node = "dense";
-  dense.in_shape = {24};
-  dense.out_shape = {5};
+  const Layer act2 = poly_layer("act2", {6, 4, 4}, {0.1});
+  const Layer pool = pool_layer("pool", {6, 4, 4}, {6, 2, 2}, 2);
+  Layer dense = dense_layer("dense", 24, 5);
   for (int i = 0; i < 5 * 24; ++i) dense.weight.push_back(u(rng));
   dense.bias = {0, 1, 2, 3, 4};
   c.layers = {conv1, act1, conv2, act2, pool, dense};
@@ -416,18 +401,9 @@ TEST(HeLatency, LaterConvolutionsOnTheGrid) {
 
   Chain d;
   d.input_shape = {4};
-  Layer d0;
-  d0.kind = LayerKind::kDense;
-  d0.node = "dense0";
-  d0.in_shape = {4};
-  d0.out_shape = {16};
+  Layer d0 = dense_layer("dense0", 4, 16);
   for (int i = 0; i < 64; ++i) d0.weight.push_back(u(rng));
-  Layer late;
-  late.kind = LayerKind::kConv;
-  late.node = "late_conv";
-  late.in_shape = {1, 4, 4};
-  late.out_shape = {2, 2, 2};
-  late.kh = late.kw = 3;
+  Layer late = conv_layer("late_conv", {1, 4, 4}, {2, 2, 2}, 3);
   for (int i = 0; i < 18; ++i) late.weight.push_back(u(rng));
   d.layers = {d0, late};
   d.output_shape = {2, 2, 2};
@@ -442,24 +418,12 @@ TEST(HeLatency, ConvWiderThanItsPatches) {
   std::uniform_real_distribution<double> u(-0.5, 0.5);
   Chain c;
   c.input_shape = {1, 5, 5};
-  Layer conv;
-  conv.kind = LayerKind::kConv;
-  conv.node = "conv";
-  conv.in_shape = {1, 5, 5};
-  conv.out_shape = {8, 4, 4};
-  conv.kh = conv.kw = 2;
+  Layer conv = conv_layer("conv", {1, 5, 5}, {8, 4, 4}, 2);
   for (int i = 0; i < 8 * 4; ++i) conv.weight.push_back(u(rng));
   for (int i = 0; i < 8; ++i) conv.bias.push_back(u(rng));
-  Layer poly;
-  poly.kind = LayerKind::kPoly;
-  poly.node = "poly";
-  poly.in_shape = poly.out_shape = {8, 4, 4};
+  Layer poly = poly_layer("poly", {8, 4, 4});
   for (int i = 0; i < 8; ++i) poly.b.push_back(u(rng));
-  Layer dense;
-  dense.kind = LayerKind::kDense;
-  dense.node = "dense";
-  dense.in_shape = {128};
-  dense.out_shape = {3};
+  Layer dense = dense_layer("dense", 128, 3);
   for (int i = 0; i < 3 * 128; ++i) dense.weight.push_back(u(rng) * 0.1);
   c.layers = {conv, poly, dense};
   c.output_shape = {3};
@@ -471,11 +435,7 @@ TEST(HeLatency, ConvWiderThanItsPatches) {
 TEST(HeLatency, RefusesAnOutputLostInNoise) {
   Chain c;
   c.input_shape = {8};
-  Layer d;
-  d.kind = LayerKind::kDense;
-  d.node = "tiny";
-  d.in_shape = {8};
-  d.out_shape = {2};
+  Layer d = dense_layer("tiny", 8, 2);
   d.weight.assign(16, 1e-15);
   c.layers = {d};
   c.output_shape = {2};
